@@ -1,0 +1,41 @@
+# hwlib and its book. `make book` and `make test` do all the set-up (see README.md).
+PYTHON  ?= $(shell command -v python3.11 || command -v python3)
+VENV    := .venv
+PY      := $(VENV)/bin/python
+PROFILE ?= book
+NB      ?=
+P       ?=
+START   := $(shell date +%s)
+
+.PHONY: venv book notebook test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dask,book,test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+## make book [PROFILE=paper]: execute what is not current, build _build/html
+book: venv
+	$(PY) -m hwlib book --profile $(PROFILE) --started $(START)
+
+## make notebook NB=notebooks/... P="name=value ...": rerun one notebook for the book
+notebook: venv
+	@test -n "$(NB)" || { echo "error: NB=notebooks/<chapter>/<notebook>.ipynb is required"; exit 2; }
+	$(PY) -m hwlib run $(NB) --profile $(PROFILE) --set "$(P)"
+
+## make test: unit tests, notebooks under nbval (smoke), the book build and browser checks
+test: venv
+	rm -rf _build/nbval
+	$(PY) -m hwlib nbval-prepare _build/nbval --profile smoke
+	$(PY) -m pytest -rs tests _build/nbval --nbval-lax \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg
+
+## make bench: every chapter's benchmark, one table of ratios
+bench: venv
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf _build

@@ -1,0 +1,72 @@
+"""Command line: ``python -m hwlib run NOTEBOOK -p NAME VALUE``, ``book``, ``scorecard``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .errors import HwlibError, ParameterError
+from .params import parse_value
+
+
+def _overrides(pairs: list[list[str]], sets: list[str]) -> dict:
+    out = {name: parse_value(value) for name, value in pairs}
+    for text in sets:
+        for item in shlex.split(text):
+            if "=" not in item:
+                raise ParameterError(f"P item {item!r}: must be NAME=VALUE")
+            name, value = item.split("=", 1)
+            out[name] = parse_value(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hwlib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute one notebook; the book shows the executed copy")
+    run.add_argument("notebook", type=Path)
+    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                     metavar=("NAME", "VALUE"), help="a parameter (Python literal value)")
+    run.add_argument("--set", action="append", default=[], metavar='"A=1 B=[1,2]"',
+                     help="parameters as NAME=VALUE words (what `make notebook P=...` passes)")
+    run.add_argument("--profile", default=None, help="smoke, book (default) or paper")
+    book = sub.add_parser("book", help="execute what is not current and build the HTML book")
+    book.add_argument("--profile", default="book")
+    book.add_argument("--strict", action="store_true", help="Sphinx warnings are errors")
+    book.add_argument("--force", action="store_true", help="re-execute every notebook")
+    book.add_argument("--started", type=float, default=None, help=argparse.SUPPRESS)
+    prep = sub.add_parser("nbval-prepare", help="notebook copies at a profile, for nbval")
+    prep.add_argument("outdir", type=Path)
+    prep.add_argument("--profile", default="smoke")
+    card = sub.add_parser("scorecard", help="print the scorecard")
+    card.add_argument("--chapter", default=None)
+    args = parser.parse_args(argv)
+    try:
+        from . import pipeline
+
+        if args.command == "run":
+            overrides = _overrides(args.parameter, args.set)
+            profile = args.profile or overrides.pop("PROFILE", "book")
+            nb = args.notebook
+            if nb.is_absolute():
+                nb = nb.resolve().relative_to(pipeline.PROJECT_ROOT)
+            pipeline.run_notebook(nb, profile, overrides)
+        elif args.command == "book":
+            pipeline.build_book(args.profile, args.strict, args.force, args.started)
+        elif args.command == "nbval-prepare":
+            for path in pipeline.nbval_copies(args.outdir, args.profile):
+                print(path)
+        elif args.command == "scorecard":
+            from . import scorecard
+
+            print(scorecard.markdown(args.chapter))
+    except HwlibError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Datasets through ``torchvision.datasets``, from one data root, as in-memory tensors.
+
+The data root is ``$HWLIB_DATA`` if set, else ``data/`` in the project checkout (``./data``
+elsewhere). Missing data is downloaded when the network allows and the root is writable;
+otherwise the error names the folder and the files expected. Nothing is ever written into a
+read-only root (such as a shared, read-only copy of the datasets).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import DatasetMissingError, ParameterError
+from .provenance import PROJECT_ROOT
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Where a dataset lives under the data root and what it looks like.
+
+    Attributes:
+        folder: its folder under the data root, as torchvision lays it out.
+        files: the files torchvision reads there.
+        shape: one image's shape (C, H, W).
+        classes: the number of classes.
+    """
+
+    folder: str
+    files: tuple[str, ...]
+    shape: tuple[int, int, int]
+    classes: int
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("MNIST/raw", (
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"), (1, 28, 28), 10),
+    "fashion_mnist": DatasetInfo("FashionMNIST/raw", (
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"), (1, 28, 28), 10),
+    "cifar10": DatasetInfo("cifar-10-batches-py", (
+        "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
+        "test_batch", "batches.meta"), (3, 32, 32), 10),
+    "cifar100": DatasetInfo("cifar-100-python", ("train", "test", "meta"), (3, 32, 32), 100),
+    "svhn": DatasetInfo("SVHN", ("train_32x32.mat", "test_32x32.mat"), (3, 32, 32), 10),
+}
+
+
+def data_root() -> Path:
+    """``$HWLIB_DATA`` if set, else ``data/`` in the checkout, else ``./data``."""
+    if os.environ.get("HWLIB_DATA"):
+        return Path(os.environ["HWLIB_DATA"])
+    if (PROJECT_ROOT / "pyproject.toml").exists():
+        return PROJECT_ROOT / "data"
+    return Path("data")
+
+
+def _missing(name: str, root: Path) -> list[str]:
+    info = DATASETS[name]
+    folder = root / info.folder
+    return [f for f in info.files if not (folder / f).exists()]
+
+
+def _torchvision(name: str, root: Path, train: bool, download: bool):
+    from torchvision import datasets
+
+    if name == "mnist":
+        return datasets.MNIST(root, train=train, download=download)
+    if name == "fashion_mnist":
+        return datasets.FashionMNIST(root, train=train, download=download)
+    if name == "cifar10":
+        return datasets.CIFAR10(root, train=train, download=download)
+    if name == "cifar100":
+        return datasets.CIFAR100(root, train=train, download=download)
+    return datasets.SVHN(root / "SVHN", split="train" if train else "test", download=download)
+
+
+def _read_only(root: Path) -> bool:
+    """True when the root (or its nearest existing parent) has no write bit set.
+
+    Mode bits, not ``os.access``: root may write anywhere, but a folder marked read-only
+    (``r-xr-xr-x``) is never written into.
+    """
+    path = root
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return not (path.stat().st_mode & 0o222) or not os.access(path, os.W_OK)
+
+
+def load_dataset(name: str, train: bool = True, n: int | None = None, seed: int = 0,
+                 root: Path | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load a dataset as tensors: images in [0, 1], shape (N, C, H, W), and int64 labels.
+
+    Args:
+        name: ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100`` or ``svhn``.
+        train: the training split (else the test split).
+        n: keep a fixed random subset of this many images (``None``: all).
+        seed: the subset's seed.
+        root: the data root; default :func:`data_root`.
+
+    Raises:
+        ParameterError: an unknown dataset name.
+        DatasetMissingError: the files are not on disk and cannot be downloaded.
+    """
+    if name not in DATASETS:
+        raise ParameterError(f"dataset {name!r}: must be one of {', '.join(DATASETS)}")
+    root = Path(root) if root is not None else data_root()
+    missing = _missing(name, root)
+    if missing:
+        folder = root / DATASETS[name].folder
+        if _read_only(root):
+            raise DatasetMissingError(
+                f"{name}: {folder} lacks {', '.join(missing)} and {root} is read-only; "
+                "set HWLIB_DATA to a folder that has them")
+        try:
+            _torchvision(name, root, train, download=True)
+        except Exception as err:  # noqa: BLE001 - offline, refused, corrupt download
+            raise DatasetMissingError(
+                f"{name}: {folder} lacks {', '.join(missing)} and downloading failed "
+                f"({type(err).__name__}); put the files there or set HWLIB_DATA") from None
+    ds = _torchvision(name, root, train, download=False)
+    data = ds.data
+    if not isinstance(data, torch.Tensor):
+        data = torch.from_numpy(data)
+    if data.dim() == 3:  # MNIST-like (N, H, W)
+        data = data.unsqueeze(1)
+    elif data.shape[-1] == 3:  # CIFAR (N, H, W, C)
+        data = data.permute(0, 3, 1, 2)
+    labels = torch.as_tensor(getattr(ds, "targets", None) if hasattr(ds, "targets")
+                             else ds.labels, dtype=torch.int64)
+    if n is not None and n < len(labels):
+        idx = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
+        data, labels = data[idx], labels[idx]
+    return data.contiguous().float().div_(255.0), labels

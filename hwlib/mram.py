@@ -1,0 +1,260 @@
+"""MRAM bit cells for in-memory computing (S-DDHR, Zhang, Chen & Verma).
+
+A magnetic tunnel junction stores a bit as its parallel (P) or anti-parallel (AP) resistance.
+Device-to-device variation makes both Gaussian (paper, Sec. 4.3):
+
+    R_P ~ N(mu_P, sigma_P^2),   R_AP ~ N(mu_AP, sigma_AP^2),   G = 1 / R.
+
+To first order in sigma/mu the conductances are Gaussian too,
+G ~ N(1/mu, sigma^2/mu^4) (the paper's result, valid for mu >> sigma). This module gives that
+form, its second-order correction, the exact density of G, and Monte Carlo samples.
+
+Choices where the paper is silent (its foundry data is confidential and normalized):
+
+* nominal sigma/mu = 0.03 for both states (MTJ resistance spreads of a few percent are
+  typical of published STT-MRAM arrays), mu_P = 3 kOhm and TMR = 100 % (mu_AP = 2 mu_P);
+* a Gaussian resistance can be negative. Samples are clipped at ``r_min_rel * mu``
+  (default 0.1): without a floor 1/R has no finite mean at any sigma > 0, and a real cell has
+  a minimum resistance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import ParameterError
+from .store import experiment
+
+#: Default nominal relative spread sigma/mu of R_P and R_AP (this book's choice).
+SIGMA_REL_NOMINAL = 0.03
+#: Default mean parallel resistance mu_P, ohm.
+MU_P_OHM = 3_000.0
+#: Default tunnel magnetoresistance ratio (mu_AP - mu_P) / mu_P.
+TMR = 1.0
+#: Default resistance floor, as a fraction of the state's mean.
+R_MIN_REL = 0.1
+
+
+def _positive(name: str, value: float, allow_zero: bool = False) -> None:
+    bad = not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero)
+    if bad:
+        what = ">= 0" if allow_zero else "> 0"
+        raise ParameterError(f"{name}={value!r}: must be a finite number {what}")
+
+
+@dataclass(frozen=True)
+class MRAMCell:
+    """The resistance distributions of an MTJ bit cell's two states.
+
+    Attributes:
+        mu_p: mean parallel resistance mu_P, ohm.
+        sigma_p: standard deviation of R_P, sigma_P, ohm.
+        mu_ap: mean anti-parallel resistance mu_AP, ohm.
+        sigma_ap: standard deviation of R_AP, sigma_AP, ohm.
+        r_min_rel: resistance floor as a fraction of each state's mean (samples are clipped).
+    """
+
+    mu_p: float = MU_P_OHM
+    sigma_p: float = SIGMA_REL_NOMINAL * MU_P_OHM
+    mu_ap: float = MU_P_OHM * (1 + TMR)
+    sigma_ap: float = SIGMA_REL_NOMINAL * MU_P_OHM * (1 + TMR)
+    r_min_rel: float = R_MIN_REL
+
+    def __post_init__(self) -> None:
+        _positive("mu_p", self.mu_p)
+        _positive("mu_ap", self.mu_ap)
+        _positive("sigma_p", self.sigma_p, allow_zero=True)
+        _positive("sigma_ap", self.sigma_ap, allow_zero=True)
+        if not 0 < self.r_min_rel <= 1:
+            raise ParameterError(f"r_min_rel={self.r_min_rel!r}: must be in (0, 1]")
+
+    @classmethod
+    def from_variation(cls, sigma_rel: float = SIGMA_REL_NOMINAL, scale: float = 1.0,
+                       mu_p: float = MU_P_OHM, tmr: float = TMR,
+                       r_min_rel: float = R_MIN_REL) -> "MRAMCell":
+        """A cell with both states at relative spread ``scale * sigma_rel``.
+
+        Args:
+            sigma_rel: nominal sigma/mu of both states.
+            scale: the multiple of the nominal variation (the paper's "k x sigma_MRAM").
+            mu_p: mean parallel resistance, ohm.
+            tmr: tunnel magnetoresistance ratio; mu_AP = mu_P (1 + TMR).
+            r_min_rel: resistance floor as a fraction of the mean.
+        """
+        _positive("sigma_rel", sigma_rel, allow_zero=True)
+        _positive("scale", scale, allow_zero=True)
+        _positive("tmr", tmr)
+        mu_ap = mu_p * (1 + tmr)
+        s = sigma_rel * scale
+        return cls(mu_p, s * mu_p, mu_ap, s * mu_ap, r_min_rel)
+
+    def state(self, which: str) -> tuple[float, float]:
+        """(mu, sigma) of state ``"P"`` or ``"AP"``, ohm."""
+        if which == "P":
+            return self.mu_p, self.sigma_p
+        if which == "AP":
+            return self.mu_ap, self.sigma_ap
+        raise ParameterError(f"state={which!r}: must be 'P' or 'AP'")
+
+
+def g_moments_first_order(mu: float, sigma: float) -> tuple[float, float]:
+    """The paper's first-order conductance moments: G ~ N(1/mu, sigma^2/mu^4).
+
+    Args:
+        mu: mean resistance, ohm.
+        sigma: resistance standard deviation, ohm.
+
+    Returns:
+        (mean, variance) of G, in siemens and siemens^2.
+    """
+    return 1.0 / mu, sigma**2 / mu**4
+
+
+def g_moments_second_order(mu: float, sigma: float) -> tuple[float, float]:
+    """Conductance moments to second order in eps = sigma/mu.
+
+    Expanding 1/R = (1/mu)(1 - x + x^2 - x^3 + ...), x = eps Z, Z ~ N(0, 1):
+    E[G] = (1/mu)(1 + eps^2) and Var[G] = (sigma^2/mu^4)(1 + 8 eps^2), each up to O(eps^4)
+    relative terms. The first-order mean is thus off by eps^2 and the variance by 8 eps^2.
+
+    Returns:
+        (mean, variance) of G, in siemens and siemens^2.
+    """
+    eps2 = (sigma / mu) ** 2
+    return (1.0 + eps2) / mu, sigma**2 / mu**4 * (1.0 + 8.0 * eps2)
+
+
+def g_density(g: np.ndarray, mu: float, sigma: float) -> np.ndarray:
+    """Exact density of G = 1/R for R ~ N(mu, sigma^2) (no floor), at conductances ``g`` > 0.
+
+    f_G(g) = phi((1/g - mu) / sigma) / (sigma g^2), by the change of variables R = 1/G.
+    """
+    g = np.asarray(g, dtype=float)
+    z = (1.0 / g - mu) / sigma
+    return np.exp(-0.5 * z**2) / (sigma * math.sqrt(2 * math.pi) * g**2)
+
+
+def prob_below_floor(mu: float, sigma: float, r_min_rel: float) -> float:
+    """P(R < r_min_rel * mu): the fraction of cells the floor clips."""
+    if sigma == 0:
+        return 0.0
+    z = (r_min_rel * mu - mu) / sigma
+    return 0.5 * math.erfc(-z / math.sqrt(2))
+
+
+def sample_resistance(mu: float, sigma: float, shape: tuple[int, ...] | int,
+                      generator: torch.Generator, r_min_rel: float = R_MIN_REL,
+                      dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Draw resistances R ~ N(mu, sigma^2), clipped at ``r_min_rel * mu``, ohm."""
+    r = torch.randn(shape, generator=generator, dtype=dtype).mul_(sigma).add_(mu)
+    return r.clamp_(min=r_min_rel * mu)
+
+
+@experiment("sddhr.conductance_mc")
+def conductance_mc(config: dict) -> dict:
+    """Monte Carlo moments and histogram of G = 1/R for one state at one variation level.
+
+    Args:
+        config: ``mu`` and ``sigma`` (ohm), ``r_min_rel``, ``n_samples``, ``seed``,
+            ``bins`` (histogram bins over mean +- 6 first-order standard deviations).
+
+    Returns:
+        ``mean``, ``var``, ``skew`` of G and their standard errors, the clipped fraction,
+        and ``hist_edges``/``hist_density`` arrays.
+    """
+    mu, sigma, n = float(config["mu"]), float(config["sigma"]), int(config["n_samples"])
+    gen = torch.Generator().manual_seed(int(config["seed"]))
+    m1, v1 = g_moments_first_order(mu, sigma)
+    half = 6 * math.sqrt(v1) if sigma > 0 else 0.5 * m1
+    edges = torch.linspace(m1 - half, m1 + half, int(config.get("bins", 120)) + 1,
+                           dtype=torch.float64)
+    counts = torch.zeros(len(edges) - 1, dtype=torch.float64)
+    s1 = s2 = s3 = s4 = 0.0
+    clipped = 0
+    done = 0
+    chunk = 1_000_000
+    while done < n:
+        k = min(chunk, n - done)
+        r = torch.randn(k, generator=gen, dtype=torch.float64).mul_(sigma).add_(mu)
+        clipped += int((r < config["r_min_rel"] * mu).sum())
+        g = r.clamp_(min=config["r_min_rel"] * mu).reciprocal_()
+        d = g - m1  # moments about the first-order mean: numerically stable
+        s1 += float(d.sum())
+        s2 += float((d * d).sum())
+        d2 = d * d
+        s3 += float((d2 * d).sum())
+        s4 += float((d2 * d2).sum())
+        counts += torch.histc(g, bins=len(counts), min=float(edges[0]), max=float(edges[-1]))
+        done += k
+    mean_d = s1 / n
+    var = s2 / n - mean_d**2
+    m2, m3, m4 = s2 / n, s3 / n, s4 / n
+    third = m3 - 3 * mean_d * m2 + 2 * mean_d**3
+    fourth = m4 - 4 * mean_d * m3 + 6 * mean_d**2 * m2 - 3 * mean_d**4
+    width = float(edges[1] - edges[0])
+    return {
+        "mean": m1 + mean_d,
+        "var": var * n / (n - 1),
+        "skew": third / var**1.5 if var > 0 else 0.0,
+        "mean_se": math.sqrt(var / n),
+        "var_se": math.sqrt(max(fourth - var**2, 0.0) / n),
+        "clipped_fraction": clipped / n,
+        "hist_edges": edges.numpy(),
+        "hist_density": (counts / (n * width)).numpy() if width > 0 else counts.numpy(),
+    }
+
+
+def moment_sweep(session, sigma_scales, sigma_rel: float = SIGMA_REL_NOMINAL,
+                 mu_p: float = MU_P_OHM, tmr: float = TMR, r_min_rel: float = R_MIN_REL,
+                 n_samples: int = 1_000_000, seed: int = 0):
+    """Monte Carlo moments of G_P and G_AP at each variation multiple, beside the closed forms.
+
+    Each (state, multiple) point is one stored experiment, run in parallel workers.
+
+    Args:
+        session: the notebook's :class:`hwlib.Session` (its store is used).
+        sigma_scales: multiples of the nominal variation.
+        sigma_rel: nominal sigma/mu.
+        mu_p: mean parallel resistance, ohm.
+        tmr: tunnel magnetoresistance ratio.
+        r_min_rel: resistance floor / mean.
+        n_samples: Monte Carlo draws per point.
+        seed: base seed; point i uses ``seed + i``.
+
+    Returns:
+        ``(table, entries)``: a DataFrame with one row per point (Monte Carlo mean and
+        variance, their standard errors, first- and second-order predictions, relative
+        errors, the clipped fraction) and the stored entries, in the same order.
+    """
+    import pandas as pd
+
+    from .sweep import run_sweep
+
+    configs, rows = [], []
+    for scale in sigma_scales:
+        cell = MRAMCell.from_variation(sigma_rel, scale, mu_p, tmr, r_min_rel)
+        for state in ("P", "AP"):
+            mu, sigma = cell.state(state)
+            configs.append({"mu": mu, "sigma": sigma, "r_min_rel": r_min_rel,
+                            "n_samples": int(n_samples), "seed": seed + len(configs),
+                            "bins": 120})
+            rows.append({"state": state, "scale": float(scale), "sigma_rel": sigma / mu,
+                         "mu": mu, "sigma": sigma})
+    entries = run_sweep(conductance_mc, configs, session.store, desc="G moments",
+                        device=str(session.device))
+    for row, entry in zip(rows, entries):
+        m1, v1 = g_moments_first_order(row["mu"], row["sigma"])
+        m2, v2 = g_moments_second_order(row["mu"], row["sigma"])
+        row.update(
+            mc_mean=entry["mean"], mc_mean_se=entry["mean_se"], mc_var=entry["var"],
+            mc_var_se=entry["var_se"], skew=entry["skew"],
+            clipped=entry["clipped_fraction"],
+            first_mean=m1, first_var=v1, second_mean=m2, second_var=v2,
+            err_first_mean=entry["mean"] / m1 - 1, err_first_var=entry["var"] / v1 - 1,
+            err_second_mean=entry["mean"] / m2 - 1, err_second_var=entry["var"] / v2 - 1,
+        )
+    return pd.DataFrame(rows), entries

@@ -1,0 +1,57 @@
+"""What every notebook calls first: check its parameters and set up the session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from .device import pick_device
+from .params import resolve
+from .plotting import use_style
+from .store import ResultStore
+from .sweep import one_thread
+
+
+@dataclass
+class Session:
+    """A notebook's resolved parameters and the services it computes with.
+
+    Attributes:
+        profile: ``smoke``, ``book`` or ``paper``.
+        params: every knob, with ``None`` values filled from the profile.
+        store: the results store of this profile.
+        device: the torch device experiments run on.
+    """
+
+    profile: str
+    params: dict[str, Any]
+    store: ResultStore
+    device: torch.device
+    p: SimpleNamespace = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.p = SimpleNamespace(**self.params)
+
+
+def setup(PROFILE: str = "book", **knobs: Any) -> Session:  # noqa: N803 - the notebook's name
+    """Check the notebook's parameters, then set threads, seed, device and plot style.
+
+    Args:
+        PROFILE: ``smoke``, ``book`` or ``paper``.
+        **knobs: the notebook's other parameters (``None`` means "the profile's value").
+
+    Returns:
+        The session; ``session.p.<knob>`` gives each resolved parameter.
+
+    Raises:
+        ParameterError: one line naming a bad parameter and what is allowed.
+    """
+    params = resolve(PROFILE, **knobs)
+    device = pick_device(params.get("device") or "auto")
+    one_thread()
+    torch.manual_seed(int(params.get("seed", 0)))
+    use_style()
+    return Session(PROFILE, params, ResultStore(PROFILE), device)

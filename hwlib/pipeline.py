@@ -1,0 +1,289 @@
+"""The notebook pipeline: execute notebooks with papermill, stage and build the book.
+
+Executed copies land in ``_build/jb/notebooks/...``, the folder the book is built from.
+``make book`` executes a notebook only when its executed copy is missing, was run at another
+profile, or is older than the notebook's source or the hwlib code; a copy made by
+``make notebook`` (or ``python -m hwlib run``) with custom parameters is therefore kept and
+shown by the next ``make book``. Long computations inside a notebook go through the results
+store, so re-executing a notebook whose results are stored and fresh takes seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import HwlibError, ParameterError
+from .params import check_param, check_profile
+from .provenance import PACKAGE_DIR, PROJECT_ROOT, utc_now
+
+#: The folder holding ``_build``: ``$HWLIB_BUILD_ROOT``, default the project root. Tests
+#: build elsewhere so as not to replace a developer's executed notebooks.
+BUILD_ROOT = Path(os.environ.get("HWLIB_BUILD_ROOT", PROJECT_ROOT))
+BUILD = BUILD_ROOT / "_build"
+STAGE = BUILD / "jb"
+SCORECARD_MARK = "<!-- hwlib:scorecard"
+STATUS_MARK = "<!-- hwlib:status -->"
+
+
+def toc_files(root: Path = PROJECT_ROOT) -> list[str]:
+    """Every file named in ``_toc.yml`` (without suffix), in reading order."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    out: list[str] = [toc["root"]]
+
+    def walk(items: list[dict[str, Any]]) -> None:
+        for item in items:
+            if "file" in item:
+                out.append(item["file"])
+            for key in ("chapters", "sections"):
+                walk(item.get(key, []))
+
+    walk(toc.get("parts", []) + toc.get("chapters", []))
+    return out
+
+
+def toc_notebooks(root: Path = PROJECT_ROOT) -> list[Path]:
+    """The notebooks listed in ``_toc.yml``, as paths relative to the project root."""
+    return [Path(f + ".ipynb") for f in toc_files(root)
+            if (root / (f + ".ipynb")).exists()]
+
+
+def notebook_parameters(nb: Path) -> dict[str, Any]:
+    """The names and default values of the notebook's ``parameters`` cell."""
+    import papermill
+
+    info = papermill.inspect_notebook(str(PROJECT_ROOT / nb))
+    if "PROFILE" not in info:
+        raise HwlibError(f"{nb}: its parameters cell has no PROFILE")
+    return info
+
+
+def validate(nb: Path, profile: str, overrides: Mapping[str, Any]) -> None:
+    """Fail before any compute on an unknown profile, parameter name or bad value."""
+    check_profile(profile)
+    if not (PROJECT_ROOT / nb).exists():
+        raise ParameterError(f"notebook {str(nb)!r} not found; allowed: "
+                             + ", ".join(str(n) for n in toc_notebooks()))
+    names = set(notebook_parameters(nb))
+    for name, value in overrides.items():
+        check_param(name, value, names)
+
+
+def package_fingerprint() -> str:
+    """Hash of all hwlib sources and data files: a notebook's output depends on any of them."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*")):
+        if path.suffix in (".py", ".yml") and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def executed_path(nb: Path) -> Path:
+    """Where the executed copy of a notebook lands (the book is built from there)."""
+    return STAGE / nb
+
+
+def executed_meta(nb: Path) -> dict[str, Any] | None:
+    """The hwlib metadata of a notebook's executed copy, or None."""
+    path = executed_path(nb)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())["metadata"].get("hwlib")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def needs_run(nb: Path, profile: str) -> str | None:
+    """Why the notebook must be (re-)executed for ``profile``, or None when it is current."""
+    meta = executed_meta(nb)
+    if meta is None:
+        return "not executed yet"
+    if meta.get("profile") != profile:
+        return f"executed at profile {meta.get('profile')!r}"
+    if meta.get("source_sha") != _sha(PROJECT_ROOT / nb):
+        return "notebook changed"
+    if meta.get("hwlib_fingerprint") != package_fingerprint():
+        return "hwlib changed"
+    return None
+
+
+def run_notebook(nb: Path, profile: str = "book", overrides: Mapping[str, Any] | None = None,
+                 quiet: bool = False) -> Path:
+    """Execute one notebook with papermill and store the executed copy for the book.
+
+    Args:
+        nb: the notebook, relative to the project root.
+        profile: ``smoke``, ``book`` or ``paper``.
+        overrides: parameter values injected by papermill.
+        quiet: print nothing.
+
+    Returns:
+        The executed copy's path.
+    """
+    import papermill
+
+    overrides = dict(overrides or {})
+    validate(nb, profile, overrides)
+    out = executed_path(nb)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, manifest = tempfile.mkstemp(prefix="hwlib-manifest-", suffix=".jsonl")
+    os.close(fd)
+    tmp = out.with_name(f".tmp-{out.name}")
+    env_before = os.environ.get("HWLIB_MANIFEST")
+    os.environ["HWLIB_MANIFEST"] = manifest
+    start = time.perf_counter()
+    if not quiet:
+        print(f"executing {nb} (profile {profile}"
+              + "".join(f", {k}={v!r}" for k, v in overrides.items()) + ")", flush=True)
+    try:
+        papermill.execute_notebook(
+            str(PROJECT_ROOT / nb), str(tmp), parameters={"PROFILE": profile, **overrides},
+            cwd=str(PROJECT_ROOT), progress_bar=False, kernel_name="python3")
+    except papermill.PapermillExecutionError as err:
+        raise HwlibError(f"{nb} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
+                         f"(executed copy: {tmp})") from None
+    finally:
+        if env_before is None:
+            os.environ.pop("HWLIB_MANIFEST", None)
+        else:
+            os.environ["HWLIB_MANIFEST"] = env_before
+    wall = time.perf_counter() - start
+    entries = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line]
+    Path(manifest).unlink(missing_ok=True)
+    doc = json.loads(tmp.read_text())
+    doc["metadata"]["hwlib"] = {
+        "profile": profile,
+        "overrides": overrides,
+        "source_sha": _sha(PROJECT_ROOT / nb),
+        "hwlib_fingerprint": package_fingerprint(),
+        "executed": utc_now(),
+        "wall_time_s": round(wall, 2),
+        "entries": entries,
+    }
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, out)
+    if not quiet:
+        print(f"  done in {wall:.1f} s -> {out}", flush=True)
+    return out
+
+
+def _mathjax_file() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathjax")
+    if spec is None or not spec.submodule_search_locations:
+        raise HwlibError("MathJax not found: pip install django-static-mathjax")
+    base = Path(list(spec.submodule_search_locations)[0])
+    return base / "static" / "mathjax" / "es5" / "tex-svg-full.js"
+
+
+def _fill_markers(page: Path, root: Path | None) -> None:
+    from . import scorecard, status
+
+    lines = []
+    for line in page.read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith(SCORECARD_MARK):
+            words = stripped.removeprefix("<!--").removesuffix("-->").split()
+            chapter = next((w.split("=", 1)[1] for w in words if w.startswith("chapter=")),
+                           None)
+            lines.append(scorecard.markdown(chapter, root))
+        elif stripped == STATUS_MARK:
+            lines.append(status.markdown(toc_notebooks()))
+        else:
+            lines.append(line)
+    page.write_text("\n".join(lines) + "\n")
+
+
+def stage(results_root: Path | None = None) -> Path:
+    """Assemble the book's sources in ``_build/jb``: pages, config, MathJax, executed notebooks."""
+    STAGE.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(PROJECT_ROOT / name, STAGE / name)
+    shutil.rmtree(STAGE / "book", ignore_errors=True)
+    shutil.copytree(PROJECT_ROOT / "book", STAGE / "book")
+    static = STAGE / "_static" / "mathjax"
+    static.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(_mathjax_file(), static / "tex-svg-full.js")
+    listed = {STAGE / nb for nb in toc_notebooks()}
+    for path in (STAGE / "notebooks").rglob("*.ipynb") if (STAGE / "notebooks").exists() else []:
+        if path not in listed:
+            path.unlink()  # no longer in the table of contents
+    for page in (STAGE / "book").rglob("*.md"):
+        _fill_markers(page, results_root)
+    return STAGE
+
+
+def build_book(profile: str = "book", strict: bool = False, force: bool = False,
+               started: float | None = None) -> Path:
+    """Execute what is not current, then build the HTML book into ``_build/html``.
+
+    Args:
+        profile: the profile the notebooks run at.
+        strict: treat Sphinx warnings as errors (``-W``).
+        force: re-execute every notebook.
+        started: a Unix time to count the wall time from (default: now).
+
+    Returns:
+        The path of ``index.html``.
+    """
+    check_profile(profile)
+    t0 = started if started is not None else time.time()
+    for nb in toc_notebooks():
+        reason = "forced" if force else needs_run(nb, profile)
+        if reason is None:
+            print(f"current: {nb} (profile {profile})", flush=True)
+            continue
+        print(f"{reason}: {nb}", flush=True)
+        run_notebook(nb, profile)
+    stage()
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(STAGE), "--path-output",
+           str(BUILD_ROOT), "--keep-going"]
+    if strict:
+        cmd.append("-W")
+    if subprocess.run(cmd, cwd=PROJECT_ROOT).returncode != 0:
+        raise HwlibError("jupyter-book build failed (see the messages above)")
+    index = BUILD / "html" / "index.html"
+    print(f"book: {index}")
+    print(f"wall time: {time.time() - t0:.1f} s")
+    return index
+
+
+def nbval_copies(outdir: Path, profile: str = "smoke") -> list[Path]:
+    """Copies of every notebook with ``PROFILE`` injected after its parameters cell.
+
+    nbval runs these; the stored outputs of ``# NBVAL_CHECK_OUTPUT`` cells are kept.
+    """
+    import nbformat
+
+    check_profile(profile)
+    outdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for nb in toc_notebooks():
+        doc = nbformat.read(PROJECT_ROOT / nb, as_version=4)
+        at = next(i for i, c in enumerate(doc.cells)
+                  if "parameters" in c.get("metadata", {}).get("tags", []))
+        cell = nbformat.v4.new_code_cell(f"# Parameters injected for nbval\nPROFILE = {profile!r}")
+        cell.metadata["tags"] = ["injected-parameters"]
+        doc.cells.insert(at + 1, cell)
+        target = outdir / nb.relative_to("notebooks")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(doc, target)
+        written.append(target)
+    return written
