@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     prep = sub.add_parser("nbval-prepare", help="notebook copies at a profile, for nbval")
     prep.add_argument("outdir", type=Path)
     prep.add_argument("--profile", default="smoke")
+    chk = sub.add_parser("refresh-checks",
+                         help="store the outputs of a notebook's NBVAL_CHECK_OUTPUT cells")
+    chk.add_argument("notebook", type=Path, nargs="+")
     card = sub.add_parser("scorecard", help="print the scorecard")
     card.add_argument("--chapter", default=None)
     args = parser.parse_args(argv)
@@ -58,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "nbval-prepare":
             for path in pipeline.nbval_copies(args.outdir, args.profile):
                 print(path)
+        elif args.command == "refresh-checks":
+            for nb in args.notebook:
+                n = pipeline.refresh_check_outputs(nb)
+                print(f"{nb}: {n} check cell(s) refreshed")
         elif args.command == "scorecard":
             from . import scorecard
 

@@ -108,11 +108,13 @@ def load_dataset(name: str, train: bool = True, n: int | None = None, seed: int 
     """
     if name not in DATASETS:
         raise ParameterError(f"dataset {name!r}: must be one of {', '.join(DATASETS)}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ParameterError(f"n={n!r}: must be a whole number >= 1, or None for all")
     root = Path(root) if root is not None else data_root()
     missing = _missing(name, root)
     if missing:
         folder = root / DATASETS[name].folder
-        if _read_only(root):
+        if _read_only(root) or _read_only(folder):
             raise DatasetMissingError(
                 f"{name}: {folder} lacks {', '.join(missing)} and {root} is read-only; "
                 "set HWLIB_DATA to a folder that has them")

@@ -287,3 +287,39 @@ def nbval_copies(outdir: Path, profile: str = "smoke") -> list[Path]:
         nbformat.write(doc, target)
         written.append(target)
     return written
+
+
+def refresh_check_outputs(nb: Path, profile: str = "smoke") -> int:
+    """Execute a notebook and store the outputs of its ``# NBVAL_CHECK_OUTPUT`` cells in it.
+
+    All other outputs are cleared, so the source notebook keeps only what nbval compares.
+    For chapter authors, after changing what a check cell prints.
+
+    Returns:
+        The number of check cells refreshed.
+    """
+    import nbformat
+    import papermill
+
+    check_profile(profile)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / nb.name
+        papermill.execute_notebook(str(PROJECT_ROOT / nb), str(out),
+                                   parameters={"PROFILE": profile}, cwd=str(PROJECT_ROOT),
+                                   progress_bar=False, kernel_name="python3")
+        done = nbformat.read(out, as_version=4)
+    ran = [c for c in done.cells
+           if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    doc = nbformat.read(PROJECT_ROOT / nb, as_version=4)
+    n = 0
+    for src, res in zip(doc.cells, ran):
+        if src.cell_type != "code":
+            continue
+        src.execution_count = None
+        if src.source.startswith("# NBVAL_CHECK_OUTPUT"):
+            src.outputs = res.outputs
+            n += 1
+        else:
+            src.outputs = []
+    nbformat.write(doc, PROJECT_ROOT / nb)
+    return n

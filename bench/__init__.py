@@ -1,0 +1,1 @@
+"""Benchmarks, one module per chapter (``bench_<chapter>.py``); see run_all.py."""

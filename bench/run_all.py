@@ -1,0 +1,43 @@
+"""Run every chapter's benchmark and print one table of ratios (``make bench``).
+
+Each ratio is measured in one run against its baseline (interleaved, best of several), with
+one torch thread, so that machine noise affects both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import bench  # noqa: E402
+
+
+def modules() -> list[str]:
+    """The benchmark modules, ``bench.bench_<chapter>``."""
+    return sorted(f"bench.{m.name}" for m in pkgutil.iter_modules(bench.__path__)
+                  if m.name.startswith("bench_"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    args = parser.parse_args(argv)
+    rows = []
+    for name in modules():
+        rows += importlib.import_module(name).run(quick=args.quick)
+    head = f"{'chapter':<14}{'benchmark':<44}{'baseline':<26}{'ratio':>8}{'target':>9}  ok"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r.chapter:<14}{r.name:<44}{r.baseline:<26}{r.ratio:>7.2f}x"
+              f"{r.target:>8.2f}x  {'yes' if r.ok else 'NO'}")
+    return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
