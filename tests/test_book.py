@@ -97,14 +97,23 @@ def test_book_pages_exist(book_html):
 
 # --- the pages in a browser ----------------------------------------------------------------
 
+# MathJax's marks of TeX errors: <mjx-merror> in CommonHTML output, an element with a
+# data-mjx-error attribute in SVG output (the book's tex-svg-full.js); and an undefined
+# macro, which the noundefined package shows as red text (seen in the assistive MathML).
+MATHJAX_SELECTORS = """
+const MERROR = 'mjx-merror, mjx-container svg [data-mjx-error]';
+const UNDEFINED_MACRO = 'mjx-assistive-mml mtext[mathcolor="red"]';
+"""
+
 # What the page shows once loaded, in one round trip.
-PAGE_STATE_JS = """
+PAGE_STATE_JS = MATHJAX_SELECTORS + """
 const displayed = img => img.offsetParent !== null;
 return {
   math: document.querySelectorAll('.math').length,
   typeset: document.querySelectorAll('mjx-container').length,
-  merrors: Array.from(document.querySelectorAll('mjx-merror'),
+  merrors: Array.from(document.querySelectorAll(MERROR),
                       e => (e.getAttribute('data-mjx-error') || e.textContent).slice(0, 200)),
+  undefined: Array.from(document.querySelectorAll(UNDEFINED_MACRO), e => e.textContent),
   images: Array.from(document.images, img => {
     const box = img.getBoundingClientRect();
     return {src: img.getAttribute('src'), complete: img.complete,
@@ -116,13 +125,13 @@ return {
 
 # Loaded: the document, its images, and (on pages with math) MathJax's output for every
 # math element or a MathJax error.
-READY_JS = """
+READY_JS = MATHJAX_SELECTORS + """
 if (document.readyState !== 'complete') return false;
 if (!Array.from(document.images).every(img => img.complete)) return false;
 const math = document.querySelectorAll('.math').length;
 if (math === 0) return true;
 return document.querySelectorAll('mjx-container').length >= math
-    || document.querySelector('mjx-merror') !== null;
+    || document.querySelector(MERROR) !== null;
 """
 
 
@@ -180,6 +189,8 @@ def _page_problems(driver, page: str, path: Path) -> list[str]:
                             f"{state['math']} math elements")
         for err in state["merrors"]:
             problems.append(f"{page}: MathJax error: {err}")
+        for macro in state["undefined"]:
+            problems.append(f"{page}: MathJax: undefined macro {macro}")
     return problems
 
 
