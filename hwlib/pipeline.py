@@ -218,7 +218,7 @@ def stage(results_root: Path | None = None) -> Path:
         shutil.copy2(PROJECT_ROOT / name, STAGE / name)
     shutil.rmtree(STAGE / "book", ignore_errors=True)
     shutil.copytree(PROJECT_ROOT / "book", STAGE / "book")
-    static = STAGE / "_static" / "mathjax"
+    static = STAGE / "_mathjax" / "mathjax"
     static.mkdir(parents=True, exist_ok=True)
     shutil.copy2(_mathjax_file(), static / "tex-svg-full.js")
     listed = {STAGE / nb for nb in toc_notebooks()}
@@ -315,11 +315,12 @@ def refresh_check_outputs(nb: Path, profile: str = "smoke") -> int:
     for src, res in zip(doc.cells, ran):
         if src.cell_type != "code":
             continue
-        src.execution_count = None
         if src.source.startswith("# NBVAL_CHECK_OUTPUT"):
             src.outputs = res.outputs
+            src.execution_count = res.execution_count  # nbval ignores unrun cells' outputs
             n += 1
         else:
             src.outputs = []
+            src.execution_count = None
     nbformat.write(doc, PROJECT_ROOT / nb)
     return n

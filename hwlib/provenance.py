@@ -53,7 +53,7 @@ def _hwlib_imports(module: str) -> tuple[str, ...]:
 PLUMBING = frozenset({
     "hwlib", "hwlib.__main__", "hwlib.store", "hwlib.sweep", "hwlib.provenance",
     "hwlib.errors", "hwlib.params", "hwlib.profiles", "hwlib.plotting", "hwlib.notebook",
-    "hwlib.pipeline", "hwlib.status", "hwlib.scorecard",
+    "hwlib.pipeline", "hwlib.status", "hwlib.scorecard", "hwlib.sphinxext",
 })
 
 
