@@ -11,6 +11,7 @@ import torch
 from .device import pick_device
 from .params import resolve
 from .plotting import use_style
+from .profiles import PROFILES
 from .store import ResultStore
 from .sweep import one_thread
 
@@ -50,7 +51,8 @@ def setup(PROFILE: str = "book", **knobs: Any) -> Session:  # noqa: N803 - the n
         ParameterError: one line naming a bad parameter and what is allowed.
     """
     params = resolve(PROFILE, **knobs)
-    device = pick_device(params.get("device") or "auto")
+    # The notebook's `device` knob if it has one, else the profile's (auto: CUDA if present).
+    device = pick_device(params.get("device") or str(PROFILES[PROFILE]["device"]))
     one_thread()
     torch.manual_seed(int(params.get("seed", 0)))
     use_style()

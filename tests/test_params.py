@@ -88,3 +88,18 @@ def test_every_notebook_parameter_is_registered():
         for name, info in params.items():
             assert name in KNOBS, f"{nb}: parameter {name} is not in hwlib.params.KNOBS"
             check_param(name, parse_value(info["default"]))
+
+
+def test_device_choice():
+    import torch
+
+    from hwlib.device import pick_device
+
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert hwlib.setup("paper").device == pick_device("auto")  # the paper profile: auto
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError, match="device='cuda': no CUDA device here"):
+            hwlib.setup("book", device="cuda")
+    with pytest.raises(ParameterError, match="device='tpu'"):
+        pick_device("tpu")
