@@ -258,3 +258,113 @@ def moment_sweep(session, sigma_scales, sigma_rel: float = SIGMA_REL_NOMINAL,
             err_second_mean=entry["mean"] / m2 - 1, err_second_var=entry["var"] / v2 - 1,
         )
     return pd.DataFrame(rows), entries
+
+
+# --- In-memory XNOR matrix-vector multiply (paper, Sec. 4.2 and 4.3) -----------------------
+
+
+def column_levels(M: int, cell: MRAMCell, order: str = "first"):
+    """The M+1 Gaussian levels of the column conductance G_n = p_1n G_P + p_-1n G_AP.
+
+    With M rows, p_1n (the number of XNOR products equal to +1 in column n) takes the values
+    0..M and p_-1n = M - p_1n. For independent cells,
+
+        E[G_n] = p_1 E[G_P] + p_-1 E[G_AP],   Var[G_n] = p_1 Var[G_P] + p_-1 Var[G_AP].
+
+    Args:
+        M: the number of rows (the layer's fan-in).
+        cell: the bit cell's resistance distributions.
+        order: the cell moments used: ``"first"`` (the paper's) or ``"second"``.
+
+    Returns:
+        ``(p1, mean, var)``: numpy arrays of length M+1 (siemens, siemens^2).
+    """
+    if not isinstance(M, int) or M < 1:
+        raise ParameterError(f"M={M!r}: must be a whole number >= 1")
+    moments = {"first": g_moments_first_order, "second": g_moments_second_order}
+    if order not in moments:
+        raise ParameterError(f"order={order!r}: must be 'first' or 'second'")
+    mp, vp = moments[order](cell.mu_p, cell.sigma_p)
+    map_, vap = moments[order](cell.mu_ap, cell.sigma_ap)
+    p1 = np.arange(M + 1, dtype=float)
+    return p1, p1 * mp + (M - p1) * map_, p1 * vp + (M - p1) * vap
+
+
+def conductance_to_preactivation(g_n, M: int, cell: MRAMCell):
+    """Map a column conductance back to the binarized layer's pre-activation.
+
+    u_n = (2 G_n - M (G_P0 + G_AP0)) / (G_P0 - G_AP0), with the nominal conductances
+    G_P0 = 1/mu_P and G_AP0 = 1/mu_AP. At nominal conductances u_n = p_1n - p_-1n, the
+    exact XNOR-popcount pre-activation sum_m W_mn a_m.
+    """
+    gp, gap = 1.0 / cell.mu_p, 1.0 / cell.mu_ap
+    return (2 * g_n - M * (gp + gap)) / (gp - gap)
+
+
+def preactivation_std(u_ideal, M: int, cell: MRAMCell):
+    """PS-DDHR's standard deviation of u_n given the ideal pre-activation (first order).
+
+    With p_1 = (M + u)/2 and p_-1 = (M - u)/2, Var[u_n] = 4 (p_1 sigma_GP^2 + p_-1
+    sigma_GAP^2) / (G_P0 - G_AP0)^2, where sigma_G^2 = sigma^2/mu^4 (paper, Sec. 4.3).
+    Works on numbers, numpy arrays and torch tensors alike.
+    """
+    _, vp = g_moments_first_order(cell.mu_p, cell.sigma_p)
+    _, vap = g_moments_first_order(cell.mu_ap, cell.sigma_ap)
+    dg = 1.0 / cell.mu_p - 1.0 / cell.mu_ap
+    var = (2.0 * ((M + u_ideal) * vp + (M - u_ideal) * vap)) / dg**2
+    return var**0.5
+
+
+def as_ddhr_std(M: int, cell: MRAMCell) -> float:
+    """AS-DDHR's fixed sigma_A of u_n: the largest of the M+1 level standard deviations."""
+    return float(max(preactivation_std(-M, M, cell), preactivation_std(M, M, cell)))
+
+
+@dataclass(frozen=True)
+class ArrayInstance:
+    """One hardware instance of an M x N XNOR array: every cell's fixed conductances.
+
+    Each weight W_mn has two complementary bit cells; the word lines select cell ``+`` when
+    a_m = +1 and cell ``-`` when a_m = -1. Every cell has its own sampled conductance in the
+    P state and in the AP state (device-to-device variation, fixed for all inputs).
+
+    Attributes:
+        g_p: (2, M, N) or (I, 2, M, N) conductances of each cell in the P state, siemens.
+        g_ap: the same in the AP state.
+        cell: the distributions they were drawn from.
+    """
+
+    g_p: torch.Tensor
+    g_ap: torch.Tensor
+    cell: MRAMCell
+
+    @classmethod
+    def sample(cls, M: int, N: int, cell: MRAMCell, seed: int, instances: int | None = None,
+               dtype: torch.dtype = torch.float32) -> "ArrayInstance":
+        """Draw one instance (or ``instances`` of them, stacked first), reproducibly from ``seed``."""
+        gen = torch.Generator().manual_seed(int(seed))
+        shape = (2, M, N) if instances is None else (instances, 2, M, N)
+        g_p = sample_resistance(cell.mu_p, cell.sigma_p, shape, gen, cell.r_min_rel,
+                                torch.float64).reciprocal_().to(dtype)
+        g_ap = sample_resistance(cell.mu_ap, cell.sigma_ap, shape, gen, cell.r_min_rel,
+                                 torch.float64).reciprocal_().to(dtype)
+        return cls(g_p, g_ap, cell)
+
+    def column_conductance(self, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """G_n for binary inputs ``a`` (B, M) and weights ``w`` (M, N), both in {-1, +1}.
+
+        Returns (B, N), or (I, B, N) for stacked instances. Rows with a_m = +1 read cell ``+``,
+        the others cell ``-``: G = a+ @ C+ + (1 - a+) @ C- = a+ @ (C+ - C-) + sum_m C-, one
+        matrix product, as many as an ideal layer needs.
+        """
+        wp = (w > 0).to(self.g_p.dtype)
+        wn = 1 - wp
+        # conductance seen through cell + (stores W) and cell - (stores -W) for a product of +1/-1
+        c_plus = wp * self.g_p[..., 0, :, :] + wn * self.g_ap[..., 0, :, :]
+        c_minus = wn * self.g_p[..., 1, :, :] + wp * self.g_ap[..., 1, :, :]
+        ap = (a > 0).to(self.g_p.dtype)
+        return ap @ (c_plus - c_minus) + c_minus.sum(dim=-2, keepdim=True)
+
+    def preactivation(self, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """u_n read from this instance (see :func:`conductance_to_preactivation`)."""
+        return conductance_to_preactivation(self.column_conductance(a, w), w.shape[0], self.cell)
