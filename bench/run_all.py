@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TQDM_DISABLE", "1")  # one table, no progress bars (read at tqdm import)
 
 import bench  # noqa: E402
 

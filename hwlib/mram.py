@@ -264,12 +264,12 @@ def moment_sweep(session, sigma_scales, sigma_rel: float = SIGMA_REL_NOMINAL,
 
 
 def column_levels(M: int, cell: MRAMCell, order: str = "first"):
-    """The M+1 Gaussian levels of the column conductance G_n = p_1n G_P + p_-1n G_AP.
+    """The M+1 Gaussian levels of the column conductance ``G_n = p1 G_P + p-1 G_AP``.
 
-    With M rows, p_1n (the number of XNOR products equal to +1 in column n) takes the values
-    0..M and p_-1n = M - p_1n. For independent cells,
+    With M rows, p1 (the number of XNOR products equal to +1 in column n) takes the values
+    0..M and p-1 = M - p1. For independent cells::
 
-        E[G_n] = p_1 E[G_P] + p_-1 E[G_AP],   Var[G_n] = p_1 Var[G_P] + p_-1 Var[G_AP].
+        E[G_n] = p1 E[G_P] + p-1 E[G_AP],   Var[G_n] = p1 Var[G_P] + p-1 Var[G_AP].
 
     Args:
         M: the number of rows (the layer's fan-in).
@@ -294,7 +294,7 @@ def conductance_to_preactivation(g_n, M: int, cell: MRAMCell):
     """Map a column conductance back to the binarized layer's pre-activation.
 
     u_n = (2 G_n - M (G_P0 + G_AP0)) / (G_P0 - G_AP0), with the nominal conductances
-    G_P0 = 1/mu_P and G_AP0 = 1/mu_AP. At nominal conductances u_n = p_1n - p_-1n, the
+    G_P0 = 1/mu_P and G_AP0 = 1/mu_AP. At nominal conductances u_n = p1 - p-1, the
     exact XNOR-popcount pre-activation sum_m W_mn a_m.
     """
     gp, gap = 1.0 / cell.mu_p, 1.0 / cell.mu_ap
@@ -304,7 +304,7 @@ def conductance_to_preactivation(g_n, M: int, cell: MRAMCell):
 def preactivation_std(u_ideal, M: int, cell: MRAMCell):
     """PS-DDHR's standard deviation of u_n given the ideal pre-activation (first order).
 
-    With p_1 = (M + u)/2 and p_-1 = (M - u)/2, Var[u_n] = 4 (p_1 sigma_GP^2 + p_-1
+    With p1 = (M + u)/2 and p-1 = (M - u)/2, Var[u_n] = 4 (p1 sigma_GP^2 + p-1
     sigma_GAP^2) / (G_P0 - G_AP0)^2, where sigma_G^2 = sigma^2/mu^4 (paper, Sec. 4.3).
     Works on numbers, numpy arrays and torch tensors alike.
     """
@@ -340,31 +340,86 @@ class ArrayInstance:
 
     @classmethod
     def sample(cls, M: int, N: int, cell: MRAMCell, seed: int, instances: int | None = None,
-               dtype: torch.dtype = torch.float32) -> "ArrayInstance":
-        """Draw one instance (or ``instances`` of them, stacked first), reproducibly from ``seed``."""
+               dtype: torch.dtype = torch.float32, model: str = "conductance"
+               ) -> "ArrayInstance":
+        """Draw one instance (or ``instances`` of them, stacked first), reproducibly from ``seed``.
+
+        Args:
+            M: rows.
+            N: columns.
+            cell: the resistance distributions.
+            seed: the instance's seed.
+            instances: stack this many instances (``None``: one, unstacked).
+            dtype: the conductances' dtype.
+            model: ``"conductance"``: G ~ N(1/mu, sigma^2/mu^4), the paper's first-order model
+                of Sec. 4.3 (negative draws clipped at 0); ``"resistance"``: R ~ N(mu, sigma^2)
+                clipped at ``r_min_rel * mu`` and G = 1/R, the device model behind it, whose
+                mean conductance is higher by about (sigma/mu)^2.
+        """
         gen = torch.Generator().manual_seed(int(seed))
         shape = (2, M, N) if instances is None else (instances, 2, M, N)
-        g_p = sample_resistance(cell.mu_p, cell.sigma_p, shape, gen, cell.r_min_rel,
-                                torch.float64).reciprocal_().to(dtype)
-        g_ap = sample_resistance(cell.mu_ap, cell.sigma_ap, shape, gen, cell.r_min_rel,
-                                 torch.float64).reciprocal_().to(dtype)
-        return cls(g_p, g_ap, cell)
+        if model == "resistance":
+            g_p = sample_resistance(cell.mu_p, cell.sigma_p, shape, gen, cell.r_min_rel,
+                                    torch.float64).reciprocal_()
+            g_ap = sample_resistance(cell.mu_ap, cell.sigma_ap, shape, gen, cell.r_min_rel,
+                                     torch.float64).reciprocal_()
+        elif model == "conductance":
+            draws = []
+            for mu, sigma in ((cell.mu_p, cell.sigma_p), (cell.mu_ap, cell.sigma_ap)):
+                m, v = g_moments_first_order(mu, sigma)
+                draws.append(torch.randn(shape, generator=gen, dtype=torch.float64)
+                             .mul_(math.sqrt(v)).add_(m).clamp_(min=0.0))
+            g_p, g_ap = draws
+        else:
+            raise ParameterError(f"model={model!r}: must be 'conductance' or 'resistance'")
+        return cls(g_p.to(dtype), g_ap.to(dtype), cell)
 
-    def column_conductance(self, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """G_n for binary inputs ``a`` (B, M) and weights ``w`` (M, N), both in {-1, +1}.
-
-        Returns (B, N), or (I, B, N) for stacked instances. Rows with a_m = +1 read cell ``+``,
-        the others cell ``-``: G = a+ @ C+ + (1 - a+) @ C- = a+ @ (C+ - C-) + sum_m C-, one
-        matrix product, as many as an ideal layer needs.
-        """
+    def _cells(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conductances read through cell + (a_m = +1) and cell - (a_m = -1) of each weight."""
         wp = (w > 0).to(self.g_p.dtype)
         wn = 1 - wp
-        # conductance seen through cell + (stores W) and cell - (stores -W) for a product of +1/-1
+        # cell + stores W, cell - stores -W: each is in P when the XNOR product is +1
         c_plus = wp * self.g_p[..., 0, :, :] + wn * self.g_ap[..., 0, :, :]
         c_minus = wn * self.g_p[..., 1, :, :] + wp * self.g_ap[..., 1, :, :]
+        return c_plus, c_minus
+
+    def column_conductance(self, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """G_n for inputs ``a`` (B, M) in {-1, +1} and weights ``w`` (M, N) in {-1, +1}.
+
+        Returns (B, N), or (I, B, N) for stacked instances. Rows with a_m = +1 read cell +,
+        rows with a_m = -1 read cell -.
+        """
+        c_plus, c_minus = self._cells(w)
         ap = (a > 0).to(self.g_p.dtype)
-        return ap @ (c_plus - c_minus) + c_minus.sum(dim=-2, keepdim=True)
+        an = (a < 0).to(self.g_p.dtype)
+        return ap @ c_plus + an @ c_minus
+
+    def effective_weights(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The instance as two real weight matrices: ``u = a @ W_odd + abs(a) @ W_even``.
+
+        Each active row m adds (2 g_sel - G_P0 - G_AP0) / (G_P0 - G_AP0) to u_n, where g_sel
+        is the selected cell's conductance; a row with a_m = 0 (convolution padding) selects
+        no cell and adds nothing. At nominal conductances W_odd = W and W_even = 0.
+
+        Returns:
+            ``(w_odd, w_even)``, each shaped like ``w`` (with a leading instance dimension for
+            stacked instances).
+        """
+        c_plus, c_minus = self._cells(w)
+        gp, gap = 1.0 / self.cell.mu_p, 1.0 / self.cell.mu_ap
+        dg = gp - gap
+        return (c_plus - c_minus) / dg, (c_plus + c_minus - (gp + gap)) / dg
 
     def preactivation(self, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """u_n read from this instance (see :func:`conductance_to_preactivation`)."""
-        return conductance_to_preactivation(self.column_conductance(a, w), w.shape[0], self.cell)
+        """u_n read from this instance, for inputs in {-1, 0, +1} (0: row not driven).
+
+        For inputs in {-1, +1} this equals :func:`conductance_to_preactivation` of
+        :meth:`column_conductance`. One matrix product as in an ideal layer, plus one with
+        ``abs(a)`` (skipped when every row is driven).
+        """
+        w_odd, w_even = self.effective_weights(w)
+        u = a.to(w_odd.dtype) @ w_odd
+        mag = a.abs().to(w_odd.dtype)
+        if bool((mag == 1).all()):
+            return u + w_even.sum(dim=-2, keepdim=True)
+        return u + mag @ w_even

@@ -83,6 +83,20 @@ KNOBS: dict[str, Knob] = {
     "r_min_rel": Knob(
         "float", "resistance floor as a fraction of the state's mean (clip rule)", lo=1e-6, hi=1
     ),
+    "fan_ins": Knob("list[int]", "array fan-ins M (rows) to compare", lo=1, hi=100_000),
+    "instance_model": Knob("str", "how hardware instances are drawn",
+                           choices=("conductance", "resistance")),
+    "regimes": Knob("list[str]", "training regimes to run",
+                    choices=("ddhr", "ideal", "fixed", "ps_ddhr", "as_ddhr")),
+    "table_scale": Knob("float", "variation multiple of Table 1", lo=0, hi=1000),
+    "model": Knob("str", "network: binarized MLP or the paper's VGG BNN", choices=("mlp", "vgg"),
+                  nullable=True),
+    "hidden": Knob("list[int]", "hidden widths of the binarized MLP", lo=1, hi=100_000),
+    "width": Knob("float", "channel multiplier of the VGG BNN (1: the paper's)", lo=1e-3, hi=8),
+    # --- training --------------------------------------------------------------------------
+    "lr": Knob("float", "initial learning rate (Adam, cosine decay)", lo=1e-8, hi=10),
+    "batch_size": Knob("int", "mini-batch size", lo=1),
+    "n_test_epoch": Knob("int", "test images for the per-epoch curves", lo=1),
 }
 
 

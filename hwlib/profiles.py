@@ -18,27 +18,30 @@ PROFILES: dict[str, dict[str, object]] = {
         mc_samples=20_000,        # Monte Carlo draws per sweep point
         n_train=1_024,            # training images used (a fixed subset)
         n_test=512,               # test images used
-        epochs=1,                 # training epochs
+        epochs=1,                 # training epochs (a chapter may set its own)
         instances=2,              # hardware instances averaged per accuracy point
         datasets=["mnist"],       # datasets the chapters train on
+        model="mlp",              # S-DDHR network: "mlp" (binarized MLP) or "vgg" (the paper's)
         device="cpu",             # torch device: "auto", "cpu" or "cuda"
     ),
     "book": dict(
         mc_samples=2_000_000,
         n_train=60_000,
         n_test=10_000,
-        epochs=10,
+        epochs=3,
         instances=5,
         datasets=["mnist", "fashion_mnist"],
+        model="mlp",
         device="cpu",
     ),
     "paper": dict(
         mc_samples=20_000_000,
         n_train=None,             # None: the whole training set
         n_test=None,
-        epochs=200,               # chapters override with their paper's epoch count
+        epochs=200,               # S-DDHR's; other chapters set their paper's epoch count
         instances=5,
-        datasets=["cifar10"],     # chapters override with their paper's datasets
+        datasets=["cifar10"],     # S-DDHR's; other chapters set their paper's datasets
+        model="vgg",
         device="auto",            # CUDA when present, else the CPU
     ),
 }

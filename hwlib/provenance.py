@@ -72,7 +72,8 @@ def _closure(module: str) -> list[str]:
 def code_fingerprint(module: str) -> str:
     """Hash of the source of ``module`` and every hwlib module it imports, transitively.
 
-    Modules in :data:`PLUMBING` are left out (unless ``module`` is one of them).
+    Modules in :data:`PLUMBING` are left out (unless ``module`` is one of them), and so are
+    docstrings, comments and formatting: only the code itself counts.
 
     An entry computed by older code (a different fingerprint) is stale and is recomputed.
 
@@ -87,8 +88,24 @@ def code_fingerprint(module: str) -> str:
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.origin and spec.origin.endswith(".py"):
             digest.update(name.encode())
-            digest.update(Path(spec.origin).read_bytes())
+            digest.update(_code_only(Path(spec.origin).read_text()).encode())
     return digest.hexdigest()[:16]
+
+
+def _code_only(source: str) -> str:
+    """The module's syntax tree without docstrings, comments or layout.
+
+    Editing documentation then leaves fingerprints, and the stored results, untouched.
+    """
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(
+                    getattr(body[0], "value", None), ast.Constant) and isinstance(
+                    body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,6 +15,8 @@ Backends, chosen by configuration:
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import time
 from typing import Any, Iterable, Mapping, Sequence
@@ -57,7 +59,11 @@ def _run_one(exp: Experiment, index: int, config: dict[str, Any]
              ) -> tuple[int, dict[str, Any], float]:
     one_thread()
     start = time.perf_counter()
-    result = exp(config)
+    if multiprocessing.parent_process() is not None:  # a worker: only the parent draws bars
+        with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+            result = exp(config)
+    else:
+        result = exp(config)
     return index, result, time.perf_counter() - start
 
 

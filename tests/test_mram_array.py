@@ -22,13 +22,16 @@ def test_zero_variation_gives_the_exact_popcount():
     assert torch.allclose(inst.preactivation(a, w), a @ w, atol=1e-9)
 
 
-def test_column_conductance_by_enumeration():
+@pytest.mark.parametrize("model,order", [("conductance", "first"), ("resistance", "second")])
+def test_column_conductance_by_enumeration(model, order):
     """Every input and weight pattern of a 3-row column: the mean and variance over instances
-    equal p_1 E[G_P] + p_-1 E[G_AP] and p_1 Var[G_P] + p_-1 Var[G_AP] (second order)."""
+    equal p_1 E[G_P] + p_-1 E[G_AP] and p_1 Var[G_P] + p_-1 Var[G_AP] (the first-order cell
+    moments for Gaussian conductances, second order for Gaussian resistances)."""
     M, n_inst = 3, 40_000
     cell = mram.MRAMCell.from_variation(0.03, 3.0)
-    inst = mram.ArrayInstance.sample(M, 1, cell, seed=5, instances=n_inst, dtype=torch.float64)
-    _, mean, var = mram.column_levels(M, cell, order="second")
+    inst = mram.ArrayInstance.sample(M, 1, cell, seed=5, instances=n_inst, dtype=torch.float64,
+                                     model=model)
+    _, mean, var = mram.column_levels(M, cell, order=order)
     patterns = torch.tensor(list(itertools.product((-1.0, 1.0), repeat=M)), dtype=torch.float64)
     for w in patterns:
         g = inst.column_conductance(patterns, w[:, None])[..., 0]  # (I, 8 inputs)
@@ -55,9 +58,14 @@ def test_ps_ddhr_std_matches_instances_and_as_ddhr_is_the_largest():
     gen = torch.Generator().manual_seed(1)
     a, w = _pm1((6, 64), gen), _pm1((64, 4), gen)
     inst = mram.ArrayInstance.sample(64, 4, cell, seed=2, instances=20_000, dtype=torch.float64)
-    u = inst.preactivation(a, w)
+    u = inst.preactivation(a, w)  # the paper's Gaussian conductances: PS-DDHR is exact
     pred = mram.preactivation_std(a @ w, 64, cell)
-    # The mean: the ideal popcount, shifted by the second-order bias of E[G] (eps^2 relative).
+    assert torch.allclose(u.mean(0), a @ w, atol=5 * float(pred.max()) / 20_000**0.5)
+    assert torch.allclose(u.std(0) / pred, torch.ones_like(pred), atol=0.03)
+    inst = mram.ArrayInstance.sample(64, 4, cell, seed=2, instances=20_000, dtype=torch.float64,
+                                     model="resistance")
+    u = inst.preactivation(a, w)
+    # Gaussian resistances: the ideal popcount, shifted by the second-order bias of E[G].
     _, level_mean, _ = mram.column_levels(64, cell, order="second")
     p1 = ((a @ w + 64) / 2).long().numpy()
     expect = torch.from_numpy(mram.conductance_to_preactivation(level_mean[p1], 64, cell))

@@ -83,8 +83,14 @@ def test_cli_rejects_before_compute(args, needle):
 def test_every_notebook_parameter_is_registered():
     from hwlib.pipeline import notebook_parameters, toc_notebooks
 
+    import nbformat
+
     for nb in toc_notebooks():
         params = notebook_parameters(nb)
+        doc = nbformat.read(ROOT / nb, as_version=4)
+        cell = next(c for c in doc.cells if "parameters" in c.metadata.get("tags", []))
+        assigned = [ln for ln in cell.source.splitlines() if ln and not ln.startswith("#")]
+        assert len(params) == len(assigned), f"{nb}: papermill could not parse every line"
         for name, info in params.items():
             assert name in KNOBS, f"{nb}: parameter {name} is not in hwlib.params.KNOBS"
             check_param(name, parse_value(info["default"]))

@@ -126,3 +126,12 @@ def test_fingerprint_follows_imports_not_plumbing():
 
     mods = _closure("hwlib.mram")
     assert "hwlib.mram" in mods and "hwlib.errors" not in mods and "hwlib.store" not in mods
+
+
+def test_fingerprint_ignores_docstrings_and_comments():
+    from hwlib.provenance import _code_only
+
+    a = 'def f(x):\n    """Doc."""\n    return x + 1  # one\n'
+    b = 'def f(x):\n    """Other doc, |a| and p_1n."""\n\n    return x + 1\n'
+    c = 'def f(x):\n    """Doc."""\n    return x + 2\n'
+    assert _code_only(a) == _code_only(b) != _code_only(c)
