@@ -103,12 +103,13 @@ class InstanceHardware(IdealHardware):
         key = layer.array_index
         if key not in self._arrays:
             parts = [ArrayInstance.sample(M, N, self.cell, 1000 * s + key, model=self.model)
-                     for s in self.seeds]
+                     for s in self.seeds]  # drawn on the CPU: the same chip on any device
+            device = layer.weight.device
             if self.stacked:
-                arr = ArrayInstance(torch.stack([p.g_p for p in parts]),
-                                    torch.stack([p.g_ap for p in parts]), self.cell)
+                arr = ArrayInstance(torch.stack([p.g_p for p in parts]).to(device),
+                                    torch.stack([p.g_ap for p in parts]).to(device), self.cell)
             else:
-                arr = parts[0]
+                arr = ArrayInstance(parts[0].g_p.to(device), parts[0].g_ap.to(device), self.cell)
             self._arrays[key] = arr
         return self._arrays[key]
 
@@ -336,7 +337,7 @@ def accuracy_on_instances(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         for i in range(0, len(y), batch_size):
             logits = model(x[i:i + batch_size])
             hits = hits + (logits.argmax(-1) == y[i:i + batch_size]).sum(-1)
-        correct.append(np.atleast_1d(np.asarray(hits, dtype=float)))
+        correct.append(np.atleast_1d(torch.as_tensor(hits).cpu().numpy().astype(float)))
     acc = np.concatenate(correct) / len(y)
     return np.repeat(acc, len(seeds)) if cell is None else acc
 
@@ -370,7 +371,7 @@ def train(model: nn.Module, hardware: IdealHardware, x: torch.Tensor, y: torch.T
         model.train()
         set_hardware(model, hardware)
         start = time.perf_counter()
-        perm = torch.randperm(len(y), generator=gen)
+        perm = torch.randperm(len(y), generator=gen).to(y.device)
         for i in range(0, len(y), batch_size):
             idx = perm[i:i + batch_size]
             loss = F.cross_entropy(model(x[idx]), y[idx])
@@ -412,17 +413,20 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
             ``epochs``, ``n_train``, ``n_test``, ``n_test_epoch`` (test images for the
             per-epoch curves), ``batch_size``, ``lr``, ``model``, ``hidden``/``width``,
             the cell (``sigma_rel_nominal``, ``mu_p_ohm``, ``tmr``, ``r_min_rel``),
-            ``instance_model``, ``seed``.
+            ``instance_model``, ``device`` (``cpu`` or ``cuda``), ``seed``.
 
     Returns:
         ``history`` (epochs x eval scales x instances) and ``final`` (eval scales x
         instances) accuracies, ``clean`` (variability-free accuracy per epoch) and
         ``epoch_time_s``.
     """
-    x, y = load_dataset(config["dataset"], True, config["n_train"], config["seed"])
-    xt, yt = load_dataset(config["dataset"], False, config["n_test"], config["seed"])
+    device = torch.device(config["device"])
+    x, y = (t.to(device) for t in load_dataset(config["dataset"], True, config["n_train"],
+                                               config["seed"]))
+    xt, yt = (t.to(device) for t in load_dataset(config["dataset"], False, config["n_test"],
+                                                 config["seed"]))
     xe, ye = xt[:config["n_test_epoch"]], yt[:config["n_test_epoch"]]
-    model = build_model(config)
+    model = build_model(config).to(device)
     hw = hardware_for(config["regime"], cell_at(config, config["train_scale"]),
                       config["train_seed"], config["instance_model"])
     history, clean = [], []

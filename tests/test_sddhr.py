@@ -108,7 +108,7 @@ def test_vgg_bnn_full_size_one_step_on_cifar_shaped_data(regime):
 
 
 def test_study_configs_and_bad_regime():
-    cfgs = sddhr.study_configs("mnist", [1, 10], 5, epochs=1)
+    cfgs = sddhr.study_configs("mnist", [1, 10], 5, epochs=1, device="cpu")
     by = {}
     for c in cfgs:
         by.setdefault(c["regime"], []).append(c)
@@ -117,3 +117,21 @@ def test_study_configs_and_bad_regime():
     assert all(c["train_seed"] not in c["eval_seeds"] for c in by["fixed"])
     with pytest.raises(ParameterError, match="regime 'magic'"):
         sddhr.study_configs("mnist", [1], 5, regimes=["magic"])
+
+
+def test_train_run_end_to_end_on_mnist():
+    from hwlib.data import DATASETS, data_root
+
+    if not (data_root() / DATASETS["mnist"].folder / "train-images-idx3-ubyte").exists():
+        pytest.skip("MNIST not under the data root (set HWLIB_DATA)")
+    cfg = dict(dataset="mnist", regime="ps_ddhr", train_scale=10.0, train_seed=0,
+               eval_scales=[0.0, 10.0], eval_seeds=[1, 2], epochs=2, n_train=2048, n_test=256,
+               n_test_epoch=128, batch_size=64, lr=0.01, model="mlp", hidden=[32, 32], width=1.0,
+               sigma_rel_nominal=0.03, mu_p_ohm=3000.0, tmr=1.0, r_min_rel=0.1,
+               instance_model="conductance", device="cpu", seed=0)
+    out = sddhr.train_run(cfg)
+    assert out["history"].shape == (2, 2, 2) and out["final"].shape == (2, 2)
+    assert out["final"][0, 0] == out["final"][0, 1]  # scale 0: variability-free, same for all
+    assert 0 <= out["final"].min() and out["final"].max() <= 1 and out["final"][0, 0] > 0.2
+    again = sddhr.train_run(cfg)
+    np.testing.assert_array_equal(out["final"], again["final"])  # deterministic on the CPU
