@@ -9,9 +9,8 @@ from typing import Any
 import torch
 
 from .device import pick_device
-from .params import resolve
+from .params import check_profile, resolve
 from .plotting import use_style
-from .profiles import PROFILES
 from .store import ResultStore
 from .sweep import one_thread
 
@@ -37,11 +36,14 @@ class Session:
         self.p = SimpleNamespace(**self.params)
 
 
-def setup(PROFILE: str = "book", **knobs: Any) -> Session:  # noqa: N803 - the notebook's name
+def setup(PROFILE: str = "book", chapter: str | None = None,  # noqa: N803 - notebook's name
+          **knobs: Any) -> Session:
     """Check the notebook's parameters, then set threads, seed, device and plot style.
 
     Args:
         PROFILE: ``smoke``, ``book`` or ``paper``.
+        chapter: the chapter whose own profile settings fill ``None`` knobs (see
+            :data:`hwlib.profiles.CHAPTER_PROFILES`); ``None``: the shared settings.
         **knobs: the notebook's other parameters (``None`` means "the profile's value").
 
     Returns:
@@ -50,9 +52,9 @@ def setup(PROFILE: str = "book", **knobs: Any) -> Session:  # noqa: N803 - the n
     Raises:
         ParameterError: one line naming a bad parameter and what is allowed.
     """
-    params = resolve(PROFILE, **knobs)
+    params = resolve(PROFILE, chapter, **knobs)
     # The notebook's `device` knob if it has one, else the profile's (auto: CUDA if present).
-    device = pick_device(params.get("device") or str(PROFILES[PROFILE]["device"]))
+    device = pick_device(params.get("device") or str(check_profile(PROFILE, chapter)["device"]))
     one_thread()
     torch.manual_seed(int(params.get("seed", 0)))
     use_style()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .errors import ParameterError
-from .profiles import DEFAULT_PROFILE, PROFILES
+from .profiles import CHAPTER_PROFILES, DEFAULT_PROFILE, PROFILES, settings
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
 
@@ -149,26 +149,33 @@ def check_param(name: str, value: Any, allowed_names: set[str] | None = None) ->
         _check_scalar(name, knob, knob.kind, value)
 
 
-def check_profile(profile: str) -> dict[str, object]:
-    """Return the profile's settings, or raise one line naming the allowed profiles."""
+def check_profile(profile: str, chapter: str | None = None) -> dict[str, object]:
+    """Return the profile's settings (as ``chapter`` sees them), or raise one line naming
+    the allowed profiles (or chapters)."""
     if profile not in PROFILES:
         raise ParameterError(
             f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}"
         )
-    return PROFILES[profile]
+    if chapter is not None and chapter not in CHAPTER_PROFILES:
+        raise ParameterError(
+            f"unknown chapter {chapter!r}; allowed: {', '.join(CHAPTER_PROFILES)}"
+        )
+    return settings(profile, chapter)
 
 
-def resolve(profile: str = DEFAULT_PROFILE, **knobs: Any) -> dict[str, Any]:
+def resolve(profile: str = DEFAULT_PROFILE, chapter: str | None = None,
+            **knobs: Any) -> dict[str, Any]:
     """Check every knob and fill the ``None`` ones from the profile.
 
     Args:
         profile: ``smoke``, ``book`` or ``paper``.
+        chapter: the chapter whose profile settings apply (``None``: the shared ones).
         **knobs: the notebook's parameters.
 
     Returns:
         The fully resolved parameters, ``PROFILE`` included.
     """
-    settings = check_profile(profile)
+    settings = check_profile(profile, chapter)
     out: dict[str, Any] = {"PROFILE": profile}
     for name, value in knobs.items():
         check_param(name, value)

@@ -9,6 +9,10 @@ from the profile below; a knob given a value (in the notebook, with papermill ``
   budget, on MNIST or Fashion-MNIST.
 * ``paper``: the paper's own datasets, architectures and epochs. For a user with a GPU and
   internet access (CIFAR-10/100 and SVHN are downloaded on first use).
+
+``PROFILES`` holds the settings every chapter shares (S-DDHR's, where they differ);
+``CHAPTER_PROFILES`` holds, per chapter, the settings that differ from them. A notebook that
+calls ``hwlib.setup(PROFILE, chapter="...")`` sees both, its chapter's winning.
 """
 
 from __future__ import annotations
@@ -47,3 +51,20 @@ PROFILES: dict[str, dict[str, object]] = {
 }
 
 DEFAULT_PROFILE = "book"
+
+#: Per chapter and profile: the settings that differ from ``PROFILES`` (and the chapter's own
+#: knobs). Read as ``{**PROFILES[p], **CHAPTER_PROFILES[chapter][p]}``.
+CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
+    "sddhr": {"smoke": {}, "book": {}, "paper": {}},
+    "memory_faults": {"smoke": {}, "book": {}, "paper": {}},
+    "hasgd": {"smoke": {}, "book": {}, "paper": {}},
+    "memristive": {"smoke": {}, "book": {}, "paper": {}},
+}
+
+
+def settings(profile: str, chapter: str | None = None) -> dict[str, object]:
+    """The settings of ``profile`` as one chapter sees them (no checks: see params)."""
+    out = dict(PROFILES[profile])
+    if chapter is not None:
+        out.update(CHAPTER_PROFILES[chapter][profile])
+    return out

@@ -109,3 +109,16 @@ def test_device_choice():
             hwlib.setup("book", device="cuda")
     with pytest.raises(ParameterError, match="device='tpu'"):
         pick_device("tpu")
+
+
+def test_chapter_settings_override_the_shared_ones(monkeypatch):
+    from hwlib import profiles
+
+    monkeypatch.setitem(profiles.CHAPTER_PROFILES["hasgd"], "smoke", {"epochs": 7})
+    assert resolve("smoke", "hasgd", epochs=None)["epochs"] == 7
+    assert resolve("smoke", None, epochs=None)["epochs"] == PROFILES["smoke"]["epochs"]
+    with pytest.raises(ParameterError, match="unknown chapter 'nope'"):
+        resolve("smoke", "nope", epochs=None)
+    assert set(profiles.CHAPTER_PROFILES) == {"sddhr", "memory_faults", "hasgd", "memristive"}
+    for chapter in profiles.CHAPTER_PROFILES.values():
+        assert set(chapter) == set(PROFILES)
