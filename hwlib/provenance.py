@@ -92,10 +92,12 @@ def code_fingerprint(module: str) -> str:
     return digest.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=256)
 def _code_only(source: str) -> str:
     """The module's syntax tree without docstrings, comments or layout.
 
-    Editing documentation then leaves fingerprints, and the stored results, untouched.
+    Editing documentation then leaves fingerprints, and the stored results, untouched. Cached
+    on the source text itself, so an edited module is parsed again.
     """
     tree = ast.parse(source)
     for node in ast.walk(tree):
