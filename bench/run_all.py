@@ -32,11 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in modules():
         rows += importlib.import_module(name).run(quick=args.quick)
-    head = f"{'chapter':<14}{'benchmark':<44}{'baseline':<26}{'ratio':>8}{'target':>9}  ok"
+    wn = max([len("benchmark")] + [len(r.name) for r in rows]) + 2
+    wb = max([len("baseline")] + [len(r.baseline) for r in rows]) + 2
+    head = f"{'chapter':<14}{'benchmark':<{wn}}{'baseline':<{wb}}{'ratio':>8}{'target':>9}  ok"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r.chapter:<14}{r.name:<44}{r.baseline:<26}{r.ratio:>7.2f}x"
+        print(f"{r.chapter:<14}{r.name:<{wn}}{r.baseline:<{wb}}{r.ratio:>7.2f}x"
               f"{r.target:>8.2f}x  {'yes' if r.ok else 'NO'}")
     return 0 if all(r.ok for r in rows) else 1
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .errors import DatasetMissingError, ParameterError
 from .provenance import PROJECT_ROOT
@@ -27,26 +28,35 @@ class DatasetInfo:
         files: the files torchvision reads there.
         shape: one image's shape (C, H, W).
         classes: the number of classes.
+        mean: per-channel mean of the training images, pixels in [0, 1].
+        std: per-channel standard deviation of the training images.
     """
 
     folder: str
     files: tuple[str, ...]
     shape: tuple[int, int, int]
     classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
 
 
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo("MNIST/raw", (
         "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"), (1, 28, 28), 10),
+        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"), (1, 28, 28), 10,
+        (0.1307,), (0.3081,)),
     "fashion_mnist": DatasetInfo("FashionMNIST/raw", (
         "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"), (1, 28, 28), 10),
+        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"), (1, 28, 28), 10,
+        (0.2860,), (0.3530,)),
     "cifar10": DatasetInfo("cifar-10-batches-py", (
         "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
-        "test_batch", "batches.meta"), (3, 32, 32), 10),
-    "cifar100": DatasetInfo("cifar-100-python", ("train", "test", "meta"), (3, 32, 32), 100),
-    "svhn": DatasetInfo("SVHN", ("train_32x32.mat", "test_32x32.mat"), (3, 32, 32), 10),
+        "test_batch", "batches.meta"), (3, 32, 32), 10,
+        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": DatasetInfo("cifar-100-python", ("train", "test", "meta"), (3, 32, 32), 100,
+                            (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "svhn": DatasetInfo("SVHN", ("train_32x32.mat", "test_32x32.mat"), (3, 32, 32), 10,
+                     (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
 }
 
 
@@ -138,3 +148,37 @@ def load_dataset(name: str, train: bool = True, n: int | None = None, seed: int 
         idx = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
         data, labels = data[idx], labels[idx]
     return data.contiguous().float().div_(255.0), labels
+
+
+def normalize(x: torch.Tensor, name: str) -> torch.Tensor:
+    """``(x - mean) / std`` per channel, with the dataset's published training-set moments.
+
+    Args:
+        x: images (N, C, H, W) in [0, 1].
+        name: the dataset (see :data:`DATASETS`).
+    """
+    info = DATASETS[name]
+    mean = torch.tensor(info.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(info.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """The standard CIFAR augmentation of a batch: a random crop of each zero-padded image
+    and a random horizontal flip, each image independently.
+
+    Args:
+        x: images (N, C, H, W), on any device.
+        generator: a CPU generator (the draws are the same on every device).
+        pad: zero padding on each side, pixels.
+    """
+    b, _, h, w = x.shape
+    xp = F.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]
+    cols = ox[:, None] + torch.arange(w, device=x.device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, :]
+    out = xp[torch.arange(b, device=x.device)[:, None, None], :, rows, cols]
+    return out.permute(0, 3, 1, 2).contiguous()

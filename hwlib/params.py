@@ -97,6 +97,140 @@ KNOBS: dict[str, Knob] = {
     "lr": Knob("float", "initial learning rate (Adam, cosine decay)", lo=1e-8, hi=10),
     "batch_size": Knob("int", "mini-batch size", lo=1),
     "n_test_epoch": Knob("int", "test images for the per-epoch curves", lo=1),
+    # --- hasgd ---
+    "dataset": Knob("str", "the dataset the chapter trains and tests on", choices=DATASETS,
+                    nullable=True),
+    "network": Knob("str", "network: ReLU MLP, small CNN or WideResNet (the poster's)",
+                    choices=("mlp", "cnn", "wrn"), nullable=True),
+    "hidden_widths": Knob("list[int]", "hidden widths of the ReLU MLP", lo=1, hi=100_000,
+                          nullable=True),
+    "wrn_depth": Knob("int", "WideResNet depth, 6 n + 4 (28: the poster's)", lo=10, hi=1000,
+                      nullable=True),
+    "wrn_width": Knob("int", "WideResNet widening factor k (10: WRN-28-10)", lo=1, hi=64,
+                      nullable=True),
+    "optimizer": Knob("str", "the optimizer HA-SGD drives", choices=("adam", "sgd"),
+                      nullable=True),
+    "learning_rate": Knob("float", "initial learning rate (cosine decay to zero)", lo=1e-8,
+                          hi=10, nullable=True),
+    "weight_decay": Knob("float", "L2 weight decay of the optimizer", lo=0, hi=1, nullable=True),
+    "minibatch_size": Knob("int", "images per mini-batch x^(i) of Algorithm 1", lo=1,
+                           nullable=True),
+    "augment": Knob("bool", "random crops and flips of the training images (CIFAR)",
+                    nullable=True),
+    "fold": Knob("str", "folding constant s of the bias column: range-matched (Fig. 5) or s = 1",
+                 choices=("range", "unit"), nullable=True),
+    "curve_images": Knob("int", "test images behind the per-epoch accuracy curves", lo=1,
+                         nullable=True),
+    "curve_instances": Knob("int", "hardware instances behind the per-epoch curves", lo=1,
+                            nullable=True),
+    "train_sigmas": Knob("list[float]", "HA-SGD training noise levels q: std of nu as a "
+                         "fraction of the dynamic range", lo=0, hi=1, nullable=True),
+    "test_sigmas": Knob("list[float]", "test noise levels p: std of nu as a fraction of the "
+                        "dynamic range", lo=0, hi=1, nullable=True),
+    "samples": Knob("int", "L, perturbation samples per mini-batch of the main networks", lo=1,
+                    hi=1000, nullable=True),
+    "train_shifts": Knob("list[float]", "device mean shifts used as prior knowledge in "
+                         "training (fraction of the dynamic range)", lo=-1, hi=1, nullable=True),
+    "test_shifts": Knob("list[float]", "device mean shifts of the tested hardware (fraction of "
+                        "the dynamic range)", lo=-1, hi=1, nullable=True),
+    "shift_sigma": Knob("float", "noise level of the mean-shift study, training and test "
+                        "(Fig. 8: 5 %)", lo=0, hi=1, nullable=True),
+    "samples_sweep": Knob("list[int]", "values of L compared", lo=1, hi=1000, nullable=True),
+    "samples_sigma": Knob("float", "training and test noise level of the L study", lo=0, hi=1,
+                          nullable=True),
+    "adc_bits": Knob("list[int]", "ADC resolutions B (bits) swept", lo=1, hi=16, nullable=True),
+    "adc_sigma": Knob("float", "test noise level of the ADC sweep's noisy panel", lo=0, hi=1,
+                      nullable=True),
+    "calib_images": Knob("int", "training images calibrating the ADC ranges", lo=1,
+                         nullable=True),
+    "hessian_images": Knob("int", "training images the Hessian's loss averages over", lo=1,
+                           nullable=True),
+    "hessian_probes": Knob("int", "Rademacher probes of Hutchinson's estimator", lo=2,
+                           nullable=True),
+    "toy_sigma": Knob("float", "std of the perturbation of HA-SGD on the toy loss (units of w)",
+                      lo=1e-6, hi=10),
+    "toy_samples": Knob("int", "L of HA-SGD on the toy loss", lo=1, hi=10_000),
+    "toy_steps": Knob("int", "descent steps on the toy loss", lo=1, hi=1_000_000),
+    "toy_lr": Knob("float", "step size on the toy loss", lo=1e-8, hi=10),
+    "sharp_width": Knob("float", "width of the toy loss's sharp well (the flat one's is 1)",
+                        lo=1e-3, hi=1),
+    "well_distance": Knob("float", "distance between the toy loss's two wells", lo=0.1, hi=10),
+    "expansion_sigma": Knob("float", "perturbation std of the expansion check (units of w)",
+                            lo=1e-6, hi=1),
+    # --- memory_faults ---
+    "energy_a": Knob("float", "a of the energy-reliability function p(eta) = exp(-a eta)",
+                     lo=1e-3, hi=1000),
+    "width_f": Knob("float", "channel multiplier of the width-F network relative to the "
+                    "paper's F (1: full size)", lo=1e-3, hi=4, nullable=True),
+    "architectures": Knob("list[str]", "architectures of Table I to train and test",
+                          choices=("preactresnet18", "mobilenetv2", "senet18", "resnet18")),
+    "momentum": Knob("float", "SGD momentum", lo=0, hi=0.999, nullable=True),
+    "fault_rates": Knob("list[float]", "bit-cell fault probabilities p swept, weights and "
+                        "activations", lo=0, hi=1, nullable=True),
+    "weight_fault_rates": Knob("list[float]", "bit-cell fault probabilities p swept with faults "
+                               "on the weights only", lo=0, hi=1, nullable=True),
+    "erasure_ratios": Knob("list[float]", "erasure probabilities tested, as multiples p_e/p of "
+                           "the swept p", lo=0.01, hi=100, nullable=True),
+    "block_fault_rates": Knob("list[float]", "fault probabilities p swept on one block at a "
+                              "time", lo=0, hi=1, nullable=True),
+    "block_ratios": Knob("list[float]", "blockwise policy p_B4 / p_Bi for blocks 1..4 (the "
+                         "paper's: 10, 5, 5, 1)", lo=1, hi=1e6),
+    "policy_fault_rates": Knob("list[float]", "p_B4 of the blockwise policy, swept", lo=0, hi=1,
+                               nullable=True),
+    "reg_fault_rates": Knob("list[float]", "test fault rates p the erasure regularizer trains "
+                            "a network for", lo=0, hi=1, nullable=True),
+    "reg_pe_ratios": Knob("list[float]", "erasure regularizer's p_e / p (2: the paper's, 1: "
+                          "its control)", lo=0.01, hi=100),
+    "width_seeds": Knob("int", "training seeds per reliable width", lo=1, hi=100,
+                        nullable=True),
+    "robust_drop": Knob("float", "accuracy drop below clean (points) that defines the tolerated "
+                        "fault rate", lo=0, hi=100, nullable=True),
+    "reg_init": Knob("str", "erasure regularizer: train from scratch, or fine-tune the standard "
+                     "network", choices=("scratch", "standard"), nullable=True),
+    "reg_epochs": Knob("int", "epochs of training with the erasure regularizer", lo=1,
+                       nullable=True),
+    "reg_learning_rate": Knob("float", "initial learning rate with the erasure regularizer "
+                              "(cosine decay to zero)", lo=1e-8, hi=10, nullable=True),
+    "mc_chips": Knob("int", "chips drawn for the Monte Carlo check of BM's mean-square "
+                     "deviation", lo=2, hi=100_000, nullable=True),
+    # --- memristive ---
+    "factors": Knob("list[float]", "stream values a and b of the Monte Carlo grid (eq. 3)",
+                    lo=0, hi=1),
+    "bl_grid": Knob("list[int]", "stream lengths N of the Monte Carlo of eq. (3)", lo=1,
+                    hi=1_000_000),
+    "stream_lengths": Knob("list[int]", "BL of the stochastic floating-point networks of Fig. 3 "
+                           "(bits)", lo=1, hi=4096, nullable=True),
+    "train_bl": Knob("int", "BL of the memristive networks in training (the paper: 10 bits)",
+                     lo=1, hi=4096, nullable=True),
+    "sigma_over_b_values": Knob("list[float]", "programming noise sigma/B swept (Fig. 4), in "
+                                "level spacings", lo=0, hi=100, nullable=True),
+    "sigma_over_b": Knob("float", "programming noise sigma/B of the network of Fig. 5, in "
+                         "level spacings", lo=0, hi=100, nullable=True),
+    "on_off_ratio": Knob("float", "device dynamic range G_max / G_min", lo=1.0001, hi=1e6,
+                         nullable=True),
+    "levels": Knob("int", "conductance levels per device", lo=2, hi=65536, nullable=True),
+    "reset_every": Knob("int", "images between resets of the synapses (0: never)", lo=0,
+                        hi=1_000_000, nullable=True),
+    "reset_noise": Knob("bool", "whether a reset's re-programming is a noisy programming event",
+                        nullable=True),
+    "w_max": Knob("list[float]", "per layer, the weight of G+ = G_max, G- = G_min (the "
+                  "conductance-to-weight scale)", lo=1e-6, hi=100, nullable=True),
+    "eta_first": Knob("float", "learning rate eta in the first epoch (batch size 1)", lo=1e-8,
+                      hi=10, nullable=True),
+    "eta_last": Knob("float", "learning rate eta in the last epoch (geometric in between)",
+                     lo=1e-8, hi=10, nullable=True),
+    "noise_vars": Knob("list[float]", "variances of the Gaussian input noise (images in [0, 1])",
+                       lo=0, hi=10),
+    "inference_bls": Knob("list[int]", "stream lengths BL used for inference (bits)", lo=1,
+                          hi=4096),
+    "noise_runs": Knob("int", "stochastic runs averaged per noise level", lo=1, hi=1000,
+                       nullable=True),
+    "input_norm": Knob("str", "how pixels in [0, 1] become network inputs: image_mean (each "
+                       "image minus its own mean, the paper's mean normalization) or unit "
+                       "(pixels as they are)", choices=("image_mean", "unit"), nullable=True),
+    "network_seeds": Knob("int", "networks (seeds seed, seed + 1, ... of initial weights and "
+                          "streams) per configuration of Fig. 4 (each sigma/B) and Fig. 5",
+                          lo=1, hi=100, nullable=True),
 }
 
 

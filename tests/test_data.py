@@ -429,3 +429,13 @@ def test_unknown_name_raises_parameter_error(bad, tmp_path, no_network):
         assert name in msg
     assert not root.exists()
     assert no_network.calls == []
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_normalization_moments_are_the_training_sets(name):
+    from hwlib.data import normalize
+
+    _require_shared(name)
+    x, _ = load_dataset(name, True)
+    z = normalize(x, name)
+    assert abs(float(z.mean())) < 2e-3 and abs(float(z.std()) - 1) < 2e-3

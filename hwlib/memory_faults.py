@@ -1,0 +1,673 @@
+"""Faulty SRAM at low supply voltage: the energy-deviation model of Boukli Hacene et al.
+
+The pieces, in the paper's terms (Sec. III):
+
+* :class:`EnergyModel`: the fault probability of a bit cell at normalized memory energy
+  ``eta``, ``p(eta) = exp(-a eta)`` (eq. 1), ``a = 12.8``; an inference costs ``eta * E_0``.
+* :func:`memory_accesses`: ``E_0``, the parameters plus the activation values one inference
+  writes, counted from the model itself, per block.
+* :func:`quantize`: 8-bit two's complement, one scale per tensor (per inference for
+  activations): the largest magnitude maps to code 127.
+* :func:`bit_masking_codes`: bit masking (BM) on 8-bit codes. A fault on the sign bit sets the
+  value to zero; a fault on any other bit replaces that bit with the sign bit, so the value
+  moves toward zero.
+* :class:`FaultMap`: the faulty cells of one memory (a tensor, or one inference's activation
+  tensor): BM faults (every bit cell faulty with probability ``p``) or erasures (every value
+  zeroed with probability ``p_e``). Faulty cells are drawn directly, by geometric gaps between
+  them, never one uniform per cell.
+* :class:`FaultConfig` and :class:`FaultyChip`: one hardware instance, a chip at one operating
+  point, with faults on weights, activations or both, at a rate per block of the network.
+  Its fault map is fixed for every input and reproducible from its seed.
+* :class:`ErasureRegularizer`: erasures in the forward pass of training (Sec. V), a piece
+  that composes with any model.
+
+Stored activations are the outputs of ``nn.ReLU`` modules (sign bit never faulty, the values
+being non-negative) and of modules marked ``signed = True`` (such as
+:class:`hwlib.cifar_models.Excitation`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cifar_models import block_of
+from .errors import ParameterError
+
+#: The paper's fit of eq. (1) to 65 nm SRAM data (its source data is not available here).
+A_PAPER = 12.8
+#: Bits per stored value.
+BITS = 8
+#: The largest code of the 8-bit two's complement scale rule.
+QMAX = 2 ** (BITS - 1) - 1
+#: The fault models.
+FAULT_MODELS = ("bm", "erasure")
+#: Which memories fault.
+TARGETS = ("weights", "activations", "both")
+#: The blockwise policy of Sec. IV-C: p_B4 = 5 p_B3 = 5 p_B2 = 10 p_B1, as p_B4 / p_Bi.
+PAPER_BLOCK_RATIOS = (10.0, 5.0, 5.0, 1.0)
+
+
+def check_probability(name: str, value: float) -> float:
+    """Return ``value`` as a float, or raise one line if it is not a probability in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and 0 <= value <= 1):
+        raise ParameterError(f"{name}={value!r}: must be a probability in [0, 1]")
+    return float(value)
+
+
+# --- the energy model -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnergyModel:
+    """The energy-reliability function of eq. (1): ``p(eta) = exp(-a eta)``.
+
+    ``eta`` is the memory energy normalized to that of a reliable memory (``0 <= eta <= 1``);
+    an inference costs ``eta * E_0`` memory accesses' worth of energy.
+    """
+
+    a: float = A_PAPER
+    """Decay constant of eq. (1), dimensionless (the paper's fit to 65 nm CMOS SRAM data)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.a, bool) or not isinstance(self.a, (int, float)) or not (
+                math.isfinite(self.a) and self.a > 0):
+            raise ParameterError(f"a={self.a!r}: must be a float > 0")
+
+    def fault_rate(self, eta: float | np.ndarray) -> float | np.ndarray:
+        """p(eta) = exp(-a eta), the bit-cell fault probability at normalized energy eta."""
+        eta_arr = np.asarray(eta, dtype=float)
+        if np.any(eta_arr < 0) or np.any(eta_arr > 1) or np.any(~np.isfinite(eta_arr)):
+            raise ParameterError(f"eta={eta!r}: must be in [0, 1]")
+        out = np.exp(-self.a * eta_arr)
+        return float(out) if out.ndim == 0 else out
+
+    def eta(self, p: float | np.ndarray) -> float | np.ndarray:
+        """The normalized energy at fault rate p, ``-ln(p) / a``, capped at 1.
+
+        A rate at or below the nominal ``exp(-a)`` (``p = 0`` included) is a reliable memory,
+        ``eta = 1``.
+        """
+        p_arr = np.asarray(p, dtype=float)
+        if np.any(~np.isfinite(p_arr)) or np.any(p_arr < 0) or np.any(p_arr > 1):
+            raise ParameterError(f"p={p!r}: must be a probability in [0, 1]")
+        with np.errstate(divide="ignore"):
+            out = np.minimum(1.0, -np.log(p_arr) / self.a)
+        return float(out) if out.ndim == 0 else out
+
+
+# --- counting memory accesses -----------------------------------------------------------------
+
+
+def activation_sites(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules whose outputs are stored activations: every ``nn.ReLU`` and every module
+    with ``signed = True``, in registration order."""
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, nn.ReLU) or getattr(m, "signed", None) is True]
+
+
+@dataclass(frozen=True)
+class MemoryAccesses:
+    """The values one inference reads from or writes to memory, per block.
+
+    Attributes:
+        parameters: parameters per block (index 0: outside any block; 1..4: the blocks).
+        activations: stored activation values per block, for one input.
+        conv_weights: weights of convolutions and linear layers per block (no BatchNorm).
+    """
+
+    parameters: tuple[int, ...]
+    activations: tuple[int, ...]
+    conv_weights: tuple[int, ...]
+
+    @property
+    def n_parameters(self) -> int:
+        """All parameters."""
+        return sum(self.parameters)
+
+    @property
+    def n_activations(self) -> int:
+        """All stored activation values per inference."""
+        return sum(self.activations)
+
+    @property
+    def e0(self) -> int:
+        """The base energy E_0: parameters plus activation values (memory accesses)."""
+        return self.n_parameters + self.n_activations
+
+
+def memory_accesses(model: nn.Module, input_shape: Sequence[int]) -> MemoryAccesses:
+    """Count E_0's terms from the model: trainable parameters, and the values stored by the
+    activation sites during one inference on one input of ``input_shape`` (C, H, W).
+
+    This is the counting rule that reproduces Table I: the parameters are every trainable
+    tensor (BatchNorm's scale and shift included, its running statistics not); the stored
+    activations are the outputs of the ReLUs and of the squeeze-and-excitation rescaling.
+    """
+    params, convw, acts = [0] * 5, [0] * 5, [0] * 5
+    for name, p in model.named_parameters():
+        b = block_of(name, model)
+        params[b] += p.numel()
+        mod = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+        if isinstance(mod, (nn.Conv2d, nn.Linear)) and name.endswith("weight"):
+            convw[b] += p.numel()
+    handles = []
+    for name, mod in activation_sites(model):
+        b = block_of(name, model)
+
+        def hook(_m, _i, out, b=b):
+            acts[b] += out[0].numel()
+
+        handles.append(mod.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        dev = next(model.parameters()).device
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=dev))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return MemoryAccesses(tuple(params), tuple(acts), tuple(convw))
+
+
+# --- quantization and bit masking ---------------------------------------------------------------
+
+
+def quantization_scale(x: torch.Tensor, per_sample: bool = False,
+                       nonnegative: bool = False) -> torch.Tensor:
+    """The scale rule: ``s = max|x| / 127``, per tensor or per sample (leading dimension).
+
+    An all-zero tensor gets ``s = 1`` (every code is 0 anyway). ``nonnegative``: the values
+    are known to be >= 0 (then ``max|x| = max x``).
+    """
+    if per_sample:
+        flat = x.reshape(x.shape[0], -1)
+        m = flat.amax(dim=1) if nonnegative else torch.maximum(flat.amax(dim=1),
+                                                               flat.amin(dim=1).neg())
+        m = m.unsqueeze(1)
+    else:
+        m = x.amax() if nonnegative else torch.maximum(x.amax(), x.amin().neg())
+    return torch.where(m > 0, m / QMAX, torch.ones_like(m))
+
+
+def quantize(x: torch.Tensor, scale: torch.Tensor | None = None) -> tuple[torch.Tensor,
+                                                                          torch.Tensor]:
+    """8-bit two's complement codes of ``x``: ``q = round(x / s)`` in [-127, 127].
+
+    Args:
+        x: values.
+        scale: the scale ``s`` (default: :func:`quantization_scale` of the whole tensor).
+
+    Returns:
+        ``(q, s)``: int8 codes and the scale (``x ~ s q``).
+    """
+    s = quantization_scale(x) if scale is None else scale
+    q = torch.round(x / s).clamp_(-QMAX - 1, QMAX).to(torch.int8)
+    return q, s
+
+
+def bit_masking_codes(q: torch.Tensor, faults: torch.Tensor) -> torch.Tensor:
+    """Bit masking on 8-bit two's complement codes.
+
+    A fault on the sign bit (bit 7) sets the value to zero; a fault on any other bit replaces
+    that bit with the sign bit (0 for a positive value, 1 for a negative one), so the value
+    moves toward zero and never changes sign.
+
+    Args:
+        q: codes in [-128, 127] (any integer dtype).
+        faults: the faulty bit cells of each value, a bit mask in [0, 255] (bit k set: bit k
+            of the value is faulty), broadcastable to ``q``.
+
+    Returns:
+        The masked codes, int8.
+    """
+    u = q.to(torch.int32) & 0xFF
+    f = faults.to(torch.int32) & 0xFF
+    out = torch.where(u >= 0x80, u | f, u & ~f)
+    out = torch.where((f & 0x80) != 0, torch.zeros_like(out), out)
+    return torch.where(out >= 0x80, out - 0x100, out).to(torch.int8)
+
+
+@functools.lru_cache(maxsize=None)
+def _bm_table(device: str = "cpu") -> torch.Tensor:
+    """BM of every (code, fault mask) pair as a float table: ``T[(q + 128) * 256 + f]``."""
+    q = torch.arange(-QMAX - 1, QMAX + 1).repeat_interleave(256)
+    f = torch.arange(256).repeat(256)
+    return bit_masking_codes(q, f).to(torch.float32).to(device)
+
+
+def _masked_values(v: torch.Tensor, s: torch.Tensor, faults: torch.Tensor) -> torch.Tensor:
+    """BM on float values ``v`` with scale ``s``: the deviation ``s (BM(q) - q)`` computed on the
+    codes is added to the float value; a value whose masked code is 0 becomes exactly 0."""
+    q = torch.round(v / s).clamp_(-QMAX - 1, QMAX)
+    key = q.to(torch.int64).add_(QMAX + 1).mul_(256).add_(faults.to(torch.int64))
+    m = _bm_table(str(v.device))[key].to(v.dtype)
+    return (v + s * (m - q)).mul_(m != 0)
+
+
+def _masked_nonnegative(v: torch.Tensor, s: torch.Tensor, faults: torch.Tensor) -> torch.Tensor:
+    """:func:`_masked_values` for non-negative values without sign-bit faults: BM clears the
+    faulty bits of the code, ``BM(q) = q & ~f``, so the deviation is ``-s (q & f)``."""
+    q = torch.round(v / s).to(torch.int32)
+    cleared = q & faults.to(torch.int32)
+    out = v - s * cleared.to(v.dtype)
+    return out.masked_fill_(q == cleared, 0.0)
+
+
+# --- fault maps ---------------------------------------------------------------------------------
+
+
+def _seed(*parts: int) -> int:
+    """A 63-bit seed from integers (instance seed, memory kind, tensor index)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0]
+               >> np.uint64(1))
+
+
+def faulty_cells(n_cells: int, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Sorted positions of the faulty cells among ``n_cells``, each faulty independently with
+    probability ``p``.
+
+    Only the faulty cells are drawn: the gaps between them are geometric,
+    ``G = floor(ln(1 - U) / ln(1 - p)) + 1`` with ``P(G > k) = (1 - p)^k``, so the cost grows
+    with ``n_cells * p``, not with ``n_cells``.
+    """
+    if p <= 0 or n_cells <= 0:
+        return torch.zeros(0, dtype=torch.int64)
+    if p >= 1:
+        return torch.arange(n_cells, dtype=torch.int64)
+    log_q = math.log1p(-p)
+    parts, last = [], -1
+    while True:
+        remaining = (n_cells - 1 - last) * p
+        m = int(remaining + 6 * math.sqrt(remaining) + 64)
+        u = torch.rand(m, generator=generator)  # float32: a CDF error below 1e-7
+        gaps = u.neg_().log1p_().mul_(1.0 / log_q).floor_().clamp_(max=n_cells)
+        gaps = gaps.to(torch.int64).add_(1)
+        pos = torch.cumsum(gaps, 0).add_(last)
+        if int(pos[-1]) >= n_cells:
+            parts.append(pos[:int(torch.searchsorted(pos, n_cells))])
+            break
+        parts.append(pos)
+        last = int(pos[-1])
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+@dataclass
+class FaultMap:
+    """The faulty cells of one memory of ``numel`` values: which values, which bits.
+
+    Attributes:
+        numel: values in the memory (a tensor, or one inference's activation tensor).
+        index: sorted positions of the values with at least one faulty cell (int64).
+        faults: each such value's faulty bits, a mask in [1, 255] (uint8); an erased value
+            has its sign bit marked (BM then gives 0).
+        model: ``bm`` or ``erasure``.
+        signed: False for a memory of non-negative values (no sign-bit faults; applying the
+            map then takes a shorter path, valid for non-negative values only).
+    """
+
+    numel: int
+    index: torch.Tensor
+    faults: torch.Tensor
+    model: str = "bm"
+    signed: bool = True
+
+    @classmethod
+    def sample(cls, numel: int, rate: float, model: str = "bm", signed: bool = True,
+               generator: torch.Generator | None = None, seed: int | None = None
+               ) -> "FaultMap":
+        """Draw a fault map.
+
+        Args:
+            numel: values in the memory.
+            rate: BM: the bit-cell fault probability p; erasure: the value erasure
+                probability p_e.
+            model: ``bm`` or ``erasure``.
+            signed: BM only: whether the sign bit can fault (False for non-negative values,
+                such as ReLU outputs: only the 7 other bits have faulty cells).
+            generator: the random source (default: one seeded with ``seed``, or 0).
+            seed: seeds a new generator when ``generator`` is None.
+        """
+        rate = check_probability("p_e" if model == "erasure" else "p", rate)
+        if model not in FAULT_MODELS:
+            raise ParameterError(f"model={model!r}: must be one of {', '.join(FAULT_MODELS)}")
+        if generator is None:
+            generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        if model == "erasure":
+            idx = faulty_cells(numel, rate, generator)
+            return cls(numel, idx, torch.full((len(idx),), 0x80, dtype=torch.uint8), model,
+                       True)
+        bits = BITS if signed else BITS - 1
+        cells = faulty_cells(numel * bits, rate, generator)
+        if bits == BITS:
+            value, bit = cells >> 3, cells & 7
+        else:  # floor(c / 7), exact: (c + 0.5) / 7 is never within 1/14 of an integer
+            value = cells.to(torch.float64).add_(0.5).div_(bits).floor_().to(torch.int64)
+            bit = cells - value * bits
+        idx, inverse = torch.unique_consecutive(value, return_inverse=True)
+        faults = torch.zeros(len(idx), dtype=torch.int32).index_add_(
+            0, inverse, torch.bitwise_left_shift(torch.ones_like(bit, dtype=torch.int32),
+                                                 bit.to(torch.int32)))
+        return cls(numel, idx, faults.to(torch.uint8), model, signed)
+
+    @property
+    def n_faulty_cells(self) -> int:
+        """Faulty bit cells (BM) or erased values (erasure)."""
+        if self.model == "erasure":
+            return len(self.index)
+        f = self.faults.to(torch.int32)
+        return int(sum(((f >> k) & 1).sum() for k in range(BITS)))
+
+    def to(self, device: torch.device | str) -> "FaultMap":
+        """The same map on another device."""
+        return FaultMap(self.numel, self.index.to(device), self.faults.to(device), self.model,
+                        self.signed)
+
+    def apply(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """The faulty copy of a tensor of ``numel`` values (per-tensor scale rule)."""
+        if x.numel() != self.numel:
+            raise ParameterError(f"tensor of {x.numel()} values; the map covers {self.numel}")
+        out = x.detach().clone().reshape(-1)
+        if len(self.index):
+            if self.model == "erasure":
+                out.index_fill_(0, self.index, 0)
+            else:
+                s = quantization_scale(x.detach()) if scale is None else scale
+                out.index_copy_(0, self.index, self._masked(out.index_select(0, self.index), s))
+        return out.reshape(x.shape)
+
+    def _masked(self, v: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        if self.signed:
+            return _masked_values(v, s, self.faults)
+        return _masked_nonnegative(v, s, self.faults)
+
+    def apply_per_sample(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the map to every sample of a batch ``(B, ...)`` whose samples have ``numel``
+        values, in place when no gradient is needed (the scale rule per sample)."""
+        b = x.shape[0]
+        if x.numel() != b * self.numel:
+            raise ParameterError(f"samples of {x.numel() // max(b, 1)} values; the map covers "
+                                 f"{self.numel}")
+        if not len(self.index):
+            return x
+        if torch.is_grad_enabled() and x.requires_grad or not x.is_contiguous():
+            x = x.clone()
+        flat = x.view(b, -1)
+        if self.model == "erasure":
+            flat.index_fill_(1, self.index, 0)
+        else:
+            s = quantization_scale(flat, per_sample=True, nonnegative=not self.signed)
+            flat.index_copy_(1, self.index, self._masked(flat.index_select(1, self.index), s))
+        return x
+
+
+def bit_masking(x: torch.Tensor, p: float, signed: bool = True,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """BM with freshly drawn faults: every bit cell of every value faulty with probability p.
+
+    Args:
+        x: values (quantized on 8 bits with the per-tensor scale rule).
+        p: bit-cell fault probability.
+        signed: False for non-negative values (the sign bit never faults).
+        generator: the random source.
+
+    Returns:
+        The faulty copy of ``x``.
+    """
+    return FaultMap.sample(x.numel(), p, "bm", signed, generator).apply(x)
+
+
+def erasure(x: torch.Tensor, p_e: float, generator: torch.Generator | None = None
+            ) -> torch.Tensor:
+    """The erasure model: every value set to zero with probability p_e (freshly drawn)."""
+    return FaultMap.sample(x.numel(), p_e, "erasure", generator=generator).apply(x)
+
+
+# --- a chip at one operating point ---------------------------------------------------------------
+
+
+def blockwise_rates(p_b4: float, ratios: Sequence[float] = PAPER_BLOCK_RATIOS
+                    ) -> tuple[float, float, float, float]:
+    """The blockwise policy of Sec. IV-C: block i gets ``p_Bi = p_B4 / ratios[i]``.
+
+    The paper's ratios ``(10, 5, 5, 1)`` give ``p_B4 = 5 p_B3 = 5 p_B2 = 10 p_B1``.
+    """
+    check_probability("p_B4", p_b4)
+    if len(ratios) != 4 or any(not (isinstance(r, (int, float)) and r >= 1) for r in ratios):
+        raise ParameterError(f"ratios={list(ratios)!r}: must be 4 numbers >= 1 (p_B4 / p_Bi)")
+    return tuple(float(p_b4) / float(r) for r in ratios)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """One operating point of a chip: which memories fault, under which model, how often."""
+
+    model: str = "bm"
+    """``bm`` (bit masking) or ``erasure``."""
+    rate: float = 0.0
+    """BM: bit-cell fault probability p; erasure: value erasure probability p_e (unitless)."""
+    targets: str = "both"
+    """Which memories fault: ``weights``, ``activations`` or ``both``."""
+    block_rates: tuple[float, float, float, float] | None = None
+    """Per-block rates for blocks 1..4 (the stem counts as block 1, the classifier as block
+    4); overrides ``rate``. ``None``: ``rate`` everywhere."""
+
+    def __post_init__(self) -> None:
+        if self.model not in FAULT_MODELS:
+            raise ParameterError(f"model={self.model!r}: must be one of "
+                                 f"{', '.join(FAULT_MODELS)}")
+        if self.targets not in TARGETS:
+            raise ParameterError(f"targets={self.targets!r}: must be one of {', '.join(TARGETS)}")
+        check_probability("p_e" if self.model == "erasure" else "p", self.rate)
+        if self.block_rates is not None:
+            if len(self.block_rates) != 4:
+                raise ParameterError(f"block_rates={self.block_rates!r}: must be 4 rates")
+            for r in self.block_rates:
+                check_probability("block_rates", r)
+            object.__setattr__(self, "block_rates", tuple(float(r) for r in self.block_rates))
+
+    def rate_of(self, block: int, memory: str) -> float:
+        """The rate of one memory (``weights`` or ``activations``) of one block (0: none)."""
+        if self.targets not in (memory, "both"):
+            return 0.0
+        if self.block_rates is None:
+            return float(self.rate)
+        if block == 0:
+            raise ParameterError("block_rates needs a model with blocks layer1..layer4")
+        return self.block_rates[block - 1]
+
+    def energy(self, counts: MemoryAccesses, energy_model: EnergyModel = EnergyModel()
+               ) -> float:
+        """The energy per inference, ``sum_memories eta(p_memory) * accesses``, in units of
+        one reliable memory access (E_0 for a reliable chip). Erasure rates are charged as
+        bit-cell rates."""
+        total = 0.0
+        for b in range(5):
+            for memory, n in (("weights", counts.parameters[b]),
+                              ("activations", counts.activations[b])):
+                if n:
+                    rate = self.rate_of(b, memory)
+                    total += energy_model.eta(rate) * n
+        return total
+
+    def as_dict(self) -> dict:
+        """A JSON-able dict (for store configs)."""
+        return {"model": self.model, "rate": float(self.rate), "targets": self.targets,
+                "block_rates": None if self.block_rates is None else list(self.block_rates)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "FaultConfig":
+        """The inverse of :meth:`as_dict`."""
+        br = d.get("block_rates")
+        return cls(d.get("model", "bm"), d.get("rate", 0.0), d.get("targets", "both"),
+                   None if br is None else tuple(br))
+
+
+@dataclass
+class FaultyChip:
+    """One hardware instance: a chip at one operating point, with its own fixed fault map.
+
+    The weight memories' faulty cells are drawn once per parameter tensor; the activation
+    memories' once per activation site, over the values one inference stores there (the
+    same cells for every input). Everything is reproducible from ``seed``: tensor ``k`` of
+    kind ``m`` (0 weights, 1 activations) uses a generator seeded from ``(seed, m, k)``.
+
+    Args:
+        config: the operating point.
+        seed: the chip.
+    """
+
+    config: FaultConfig
+    seed: int = 0
+    _maps: dict = field(default_factory=dict, repr=False)
+
+    def weight_map(self, k: int, numel: int, rate: float) -> FaultMap:
+        """The fault map of parameter tensor ``k`` (cached)."""
+        key = ("w", k)
+        if key not in self._maps:
+            gen = torch.Generator().manual_seed(_seed(self.seed, 0, k))
+            self._maps[key] = FaultMap.sample(numel, rate, self.config.model, True, gen)
+        return self._maps[key]
+
+    def activation_map(self, k: int, numel: int, rate: float, signed: bool,
+                       device: torch.device) -> FaultMap:
+        """The fault map of activation site ``k``, over one inference's values (cached)."""
+        key = ("a", k, str(device))
+        if key not in self._maps:
+            gen = torch.Generator().manual_seed(_seed(self.seed, 1, k))
+            self._maps[key] = FaultMap.sample(numel, rate, self.config.model, signed,
+                                              gen).to(device)
+        fmap = self._maps[key]
+        if fmap.numel != numel:
+            raise ParameterError(f"activation site {k}: {numel} values per inference; the "
+                                 f"chip's map covers {fmap.numel} (another input size?)")
+        return fmap
+
+    @contextlib.contextmanager
+    def attached(self, model: nn.Module) -> Iterator[nn.Module]:
+        """Run ``model`` on this chip inside the ``with`` block.
+
+        Faulty weights are written into the parameters once (and restored on exit);
+        activation faults are applied by forward hooks at every stored-activation site.
+        """
+        saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+        handles = []
+        try:
+            with torch.no_grad():
+                for k, (name, p) in enumerate(model.named_parameters()):
+                    rate = self.config.rate_of(block_of(name, model), "weights")
+                    if rate > 0:
+                        fmap = self.weight_map(k, p.numel(), rate).to(p.device)
+                        saved.append((p, p.detach().clone()))
+                        p.copy_(fmap.apply(p))
+            for k, (name, mod) in enumerate(activation_sites(model)):
+                rate = self.config.rate_of(block_of(name, model), "activations")
+                if rate <= 0:
+                    continue
+                signed = bool(getattr(mod, "signed", False))
+
+                def hook(_m, _i, out, k=k, rate=rate, signed=signed):
+                    fmap = self.activation_map(k, out[0].numel(), rate, signed, out.device)
+                    return fmap.apply_per_sample(out)
+
+                handles.append(mod.register_forward_hook(hook))
+            yield model
+        finally:
+            for h in handles:
+                h.remove()
+            with torch.no_grad():
+                for p, original in saved:
+                    p.copy_(original)
+
+
+# --- the erasure regularizer -------------------------------------------------------------------
+
+
+class ErasureRegularizer:
+    """Erasures in the forward pass of training (Sec. V): a piece for any training loop.
+
+    At every forward pass each weight (every trainable parameter) and each stored activation
+    value is set to zero with probability ``p_e``, drawn anew; the surviving values are not
+    rescaled (a faulty memory does not rescale them, unlike inverted dropout). Gradients flow
+    through the surviving values. Evaluation (``torch.no_grad`` or ``p_e = 0``) is the plain
+    model.
+
+    Args:
+        p_e: erasure probability (the paper trains at ``p_e = 2p`` for a test fault rate p).
+        targets: ``weights``, ``activations`` or ``both``.
+        block_rates: per-block erasure probabilities for blocks 1..4 (overrides ``p_e``; for
+            combining the regularizer with the blockwise policy), or None.
+        generator: the random source (default: torch's global one).
+
+    Example:
+        >>> reg = ErasureRegularizer(p_e=0.02)
+        >>> loss = F.cross_entropy(reg(model, x), y)   # in place of model(x)
+    """
+
+    def __init__(self, p_e: float, targets: str = "both",
+                 block_rates: Sequence[float] | None = None,
+                 generator: torch.Generator | None = None) -> None:
+        self.config = FaultConfig("erasure", p_e, targets,
+                                  None if block_rates is None else tuple(block_rates))
+        self.p_e = self.config.rate
+        self.generator = generator
+
+    def _erase(self, t: torch.Tensor, rate: float) -> torch.Tensor:
+        if rate <= 0:
+            return t
+        u = (torch.rand(t.shape, generator=self.generator, device=t.device, dtype=t.dtype)
+             if self.generator is not None else torch.rand_like(t))
+        return t * (u >= rate).to(t.dtype)
+
+    @property
+    def active(self) -> bool:
+        """Whether any memory is erased."""
+        c = self.config
+        return (c.rate > 0) if c.block_rates is None else any(r > 0 for r in c.block_rates)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The model's output on ``x`` with erasures (when training with ``p_e > 0``)."""
+        if not self.active or not torch.is_grad_enabled():
+            return model(x)
+        handles = []
+        for name, mod in activation_sites(model):
+            rate = self.config.rate_of(block_of(name, model), "activations")
+            if rate > 0:
+                handles.append(mod.register_forward_hook(
+                    lambda _m, _i, out, rate=rate: self._erase(out, rate)))
+        try:
+            params = {n: self._erase(p, self.config.rate_of(block_of(n, model), "weights"))
+                      for n, p in model.named_parameters()}
+            return torch.func.functional_call(model, params, (x,))
+        finally:
+            for h in handles:
+                h.remove()
+
+
+def count_outputs(model: nn.Module, input_shape: Sequence[int], kinds: tuple[type, ...]
+                  ) -> int:
+    """Values output by the modules of ``kinds`` during one inference on one input (for
+    comparing counting rules; :func:`memory_accesses` applies the book's rule)."""
+    total = [0]
+    handles = [m.register_forward_hook(lambda _m, _i, out: total.__setitem__(
+        0, total[0] + out[0].numel())) for m in model.modules() if isinstance(m, kinds)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total[0]

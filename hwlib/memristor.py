@@ -1,0 +1,185 @@
+"""Memristive synapses: two unidirectional devices per weight (Babu & Rajendran, Fig. 2).
+
+Each synapse is a pair of devices with effective weight ``G_eff = G+ - G-``. A device's
+conductance only rises (unidirectional programming): ``G+`` is programmed to increase the
+weight, ``G-`` to decrease it. The response is linear: the conductance takes one of ``levels``
+equally spaced states
+
+    G_k = G_min + k B,    k = 0, ..., levels - 1,    B = (G_max - G_min) / (levels - 1),
+
+from ``G_min`` to ``G_max = on_off_ratio * G_min`` (the paper: ratio 15, 32 levels, so
+``B = 14 G_min / 31``). Conductances here are in units of ``G_min``; a device state is its level
+index ``k``.
+
+Programming event (one device, after one image): the pulse-pair overlaps ``n`` of eq. (4) move
+the device by ``n`` levels plus Gaussian programming noise of standard deviation ``sigma``
+(given as ``sigma / B``, in levels); the result is rounded to a whole level, never moves down
+(the device is unidirectional) and saturates at the top level:
+
+    k_f = min(levels - 1, k_i + max(0, round(n + (sigma / B) z))),    z ~ N(0, 1).
+
+A device with no overlap (``n = 0``) is not programmed and gets no noise.
+
+Reset (every ``reset_every`` images): both devices of every synapse go back to ``G_min`` and the
+effective weight ``d = k+ - k-`` (in levels) is re-programmed onto ``G+`` if positive or ``G-``
+if negative. Both devices are on levels, so the re-programmed weight is exact; with
+``reset_noise`` the re-programming is itself a programming event of ``|d|`` levels (with noise).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from .errors import ParameterError
+
+
+@dataclass(frozen=True)
+class MemristorConfig:
+    """A linear, unidirectional memristive device and the synapse's reset rule."""
+
+    on_off_ratio: float = 15.0
+    """Dynamic range ``G_max / G_min`` (the paper's on/off ratio: 15)."""
+    levels: int = 32
+    """Conductance states from ``G_min`` to ``G_max``, equally spaced (the paper: 32)."""
+    sigma_over_b: float = 0.1
+    """Programming noise: standard deviation ``sigma`` of one programming event, in units of
+    the level spacing ``B`` (the paper sweeps it; its best devices have 0.1)."""
+    reset_every: int = 15
+    """Images between two resets of every synapse (the paper: 15; 0: never reset)."""
+    reset_noise: bool = False
+    """Whether the re-programming after a reset is a noisy programming event (else exact)."""
+
+    def __post_init__(self) -> None:
+        check_memristor(**asdict(self))
+
+    @property
+    def spacing(self) -> float:
+        """The level spacing ``B`` in units of ``G_min``: ``(ratio - 1) / (levels - 1)``."""
+        return (self.on_off_ratio - 1.0) / (self.levels - 1)
+
+    @property
+    def top(self) -> int:
+        """Index of the top level (``G_max``)."""
+        return self.levels - 1
+
+    def conductance(self, level: torch.Tensor | float) -> torch.Tensor:
+        """Conductance of level index ``level``, in units of ``G_min``."""
+        return 1.0 + torch.as_tensor(level, dtype=torch.float64) * self.spacing
+
+
+def check_memristor(on_off_ratio: Any = 15.0, levels: Any = 32, sigma_over_b: Any = 0.1,
+                    reset_every: Any = 15, reset_noise: Any = False) -> None:
+    """One clear line for the first bad device parameter."""
+    if not (isinstance(on_off_ratio, (int, float)) and math.isfinite(on_off_ratio)
+            and on_off_ratio > 1):
+        raise ParameterError(f"on_off_ratio={on_off_ratio!r}: must be a number > 1 "
+                             "(G_max / G_min)")
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ParameterError(f"levels={levels!r}: must be a whole number >= 2")
+    if not (isinstance(sigma_over_b, (int, float)) and math.isfinite(sigma_over_b)
+            and sigma_over_b >= 0):
+        raise ParameterError(f"sigma_over_b={sigma_over_b!r}: must be a number >= 0 "
+                             "(programming noise in level spacings)")
+    if isinstance(reset_every, bool) or not isinstance(reset_every, int) or reset_every < 0:
+        raise ParameterError(f"reset_every={reset_every!r}: must be a whole number >= 0 "
+                             "(images between resets; 0: never)")
+    if not isinstance(reset_noise, bool):
+        raise ParameterError(f"reset_noise={reset_noise!r}: must be True or False")
+
+
+def program(level: torch.Tensor, count: torch.Tensor, sigma_over_b: float | torch.Tensor,
+            z: torch.Tensor, top: int) -> torch.Tensor:
+    """One programming event per device (see the module text).
+
+    Args:
+        level: the devices' level indices before the event (float, whole numbers).
+        count: pulse-pair overlaps ``n`` per device (whole numbers >= 0).
+        sigma_over_b: programming noise in level spacings (a number or per-device tensor).
+        z: standard normal draws, one per device.
+        top: index of the top level.
+
+    Returns:
+        The new level indices; devices with ``count == 0`` are unchanged.
+    """
+    step = torch.clamp(torch.round(count + sigma_over_b * z), min=0)
+    new = torch.clamp(level + step, max=top)
+    return torch.where(count > 0, new, level)
+
+
+def reset_pair(g_plus: torch.Tensor, g_minus: torch.Tensor, sigma_over_b: float = 0.0,
+               z: torch.Tensor | None = None, top: int = 31
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reset rule: both devices to ``G_min``, then ``d = k+ - k-`` onto one device.
+
+    Args:
+        g_plus: level indices of the ``G+`` devices.
+        g_minus: level indices of the ``G-`` devices.
+        sigma_over_b: programming noise of the re-programming (0: exact).
+        z: standard normal draws (needed when ``sigma_over_b > 0``).
+        top: index of the top level.
+
+    Returns:
+        The new ``(k+, k-)``.
+    """
+    d = g_plus - g_minus
+    mag = d.abs()
+    if sigma_over_b > 0:
+        if z is None:
+            raise ParameterError("reset_pair: z is required when sigma_over_b > 0")
+        mag = program(torch.zeros_like(mag), mag, sigma_over_b, z, top)
+    pos = d > 0
+    zero = torch.zeros_like(d)
+    return torch.where(pos, mag, zero), torch.where(pos, zero, mag)
+
+
+class SynapseArray:
+    """An array of two-device synapses (level indices of ``G+`` and ``G-``).
+
+    Args:
+        shape: the array's shape (e.g. ``(rows, columns)``).
+        config: the device.
+        generator: random generator for the programming noise.
+    """
+
+    def __init__(self, shape: tuple[int, ...], config: MemristorConfig,
+                 generator: torch.Generator | None = None) -> None:
+        self.config = config
+        self.g_plus = torch.zeros(shape, dtype=torch.float64)
+        self.g_minus = torch.zeros(shape, dtype=torch.float64)
+        self.generator = generator
+
+    def weight_levels(self) -> torch.Tensor:
+        """The effective weight ``(G+ - G-) / B`` in levels."""
+        return self.g_plus - self.g_minus
+
+    def conductances(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(G+, G-)`` in units of ``G_min``."""
+        return self.config.conductance(self.g_plus), self.config.conductance(self.g_minus)
+
+    def set_weight_levels(self, d: torch.Tensor) -> None:
+        """Program the weights ``d`` (whole levels) from the reset state, exactly."""
+        d = torch.clamp(torch.round(d.to(torch.float64)), -self.config.top, self.config.top)
+        self.g_plus, self.g_minus = reset_pair(d, torch.zeros_like(d), top=self.config.top)
+
+    def program(self, counts: torch.Tensor) -> None:
+        """One programming event per synapse with a nonzero signed overlap count: ``G+`` for
+        positive counts (the weight should rise), ``G-`` for negative ones."""
+        z = torch.randn(counts.shape, generator=self.generator, dtype=torch.float64)
+        s = self.config.sigma_over_b
+        up, down = counts > 0, counts < 0
+        self.g_plus = program(self.g_plus, torch.where(up, counts, 0.0), s, z, self.config.top)
+        self.g_minus = program(self.g_minus, torch.where(down, -counts, 0.0), s, z,
+                               self.config.top)
+
+    def reset(self) -> None:
+        """Apply the reset rule to every synapse."""
+        z = None
+        if self.config.reset_noise:
+            z = torch.randn(self.g_plus.shape, generator=self.generator, dtype=torch.float64)
+        self.g_plus, self.g_minus = reset_pair(
+            self.g_plus, self.g_minus, self.config.sigma_over_b if self.config.reset_noise
+            else 0.0, z, self.config.top)

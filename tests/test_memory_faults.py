@@ -1,0 +1,408 @@
+"""Memory faults: bit masking against a bit-by-bit reference, fault and erasure rates, the
+energy model, the four architectures at full size, chips, the erasure regularizer, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hwlib import cifar_models as cm
+from hwlib import memory_faults as mf
+from hwlib import memory_faults_study as study
+from hwlib.errors import ParameterError
+
+# --------------------------------------------------------------------------------------
+# an independent reference: bit masking one value at a time, on Python integers
+# --------------------------------------------------------------------------------------
+
+
+def bm_reference(value: int, faults: int) -> int:
+    """BM by the paper's words, bit by bit: a faulty sign bit zeroes the value; any other
+    faulty bit takes the sign bit's value."""
+    bits = [(value & 0xFF) >> k & 1 for k in range(8)]  # two's complement, LSB first
+    if faults >> 7 & 1:
+        return 0
+    sign = bits[7]
+    out = [sign if faults >> k & 1 else bits[k] for k in range(7)] + [sign]
+    u = sum(b << k for k, b in enumerate(out))
+    return u - 256 if u >= 128 else u
+
+
+def test_bm_codes_match_the_reference_exhaustively():
+    q = torch.arange(-128, 128).repeat_interleave(256)
+    f = torch.arange(256).repeat(256)
+    got = mf.bit_masking_codes(q, f).tolist()
+    want = [bm_reference(int(a), int(b)) for a, b in zip(q.tolist(), f.tolist())]
+    assert got == want
+    # the lookup table used on float tensors is the same rule
+    table = mf._bm_table().long().tolist()
+    assert table == want
+
+
+def test_bm_never_grows_a_value_nor_flips_its_sign_exhaustively():
+    q = torch.arange(-128, 128).repeat_interleave(256)
+    f = torch.arange(256).repeat(256)
+    m = mf.bit_masking_codes(q, f).long()
+    assert (m.abs() <= q.abs()).all()
+    assert (m * q >= 0).all()
+    assert (m[(f & 0x80) != 0] == 0).all()  # a sign-bit fault zeroes the value
+    assert (m[f == 0] == q[f == 0]).all()  # no fault, no change
+
+
+def test_float_bm_matches_the_reference_on_random_fault_patterns():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(20_000, generator=gen, dtype=torch.float64)
+    fmap = mf.FaultMap.sample(x.numel(), 0.05, generator=gen)
+    out = fmap.apply(x)
+    s = float(mf.quantization_scale(x))
+    q = torch.round(x / s).long()
+    assert int(q.abs().max()) == 127  # the scale rule: the largest magnitude maps to 127
+    want = x.clone()
+    for i, f in zip(fmap.index.tolist(), fmap.faults.tolist()):
+        m = bm_reference(int(q[i]), int(f))
+        want[i] = 0.0 if m == 0 else float(x[i]) + s * (m - int(q[i]))
+    assert torch.equal(out, want)
+    untouched = torch.ones(x.numel(), dtype=torch.bool)
+    untouched[fmap.index] = False
+    assert torch.equal(out[untouched], x[untouched])
+    # in the float domain too: never away from zero, never across it
+    assert (out.abs() <= x.abs()).all() and (out * x >= 0).all()
+
+
+def test_nonnegative_path_is_the_general_rule():
+    """Activations take a shorter path (BM(q) = q & ~f); it must equal the general rule on
+    every non-negative code with every pattern of the 7 non-sign bits, and on random floats."""
+    q = torch.arange(0, 128).repeat_interleave(128).double()
+    f = torch.arange(128).repeat(128).to(torch.uint8)
+    s = torch.tensor(1.0, dtype=torch.float64)
+    assert torch.equal(mf._masked_nonnegative(q, s, f), mf._masked_values(q, s, f))
+    v = torch.rand(10_000, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 3
+    s = mf.quantization_scale(v)
+    f = torch.randint(0, 128, (10_000,), generator=torch.Generator().manual_seed(2))
+    assert torch.equal(mf._masked_nonnegative(v, s, f), mf._masked_values(v, s, f))
+
+
+def test_activation_faults_spare_the_sign_bit():
+    gen = torch.Generator().manual_seed(4)
+    fmap = mf.FaultMap.sample(50_000, 0.2, signed=False, generator=gen)
+    assert int(fmap.faults.max()) < 0x80
+    a = torch.rand(3, 50_000, generator=gen)
+    out = fmap.apply_per_sample(a.clone())
+    assert (out >= 0).all() and (out <= a).all()
+    # per-sample scale: each row quantized by its own maximum
+    for r in range(3):
+        row = fmap.apply(a[r])
+        assert torch.allclose(out[r], row)
+
+
+# --------------------------------------------------------------------------------------
+# rates: binomial tolerance (5 standard deviations)
+# --------------------------------------------------------------------------------------
+
+
+def _within(count: int, n: int, p: float, z: float = 5.0) -> bool:
+    return abs(count - n * p) <= z * math.sqrt(n * p * (1 - p)) + 1
+
+
+@pytest.mark.parametrize("p", [1e-4, 0.01, 0.3, 0.9])
+@pytest.mark.parametrize("signed", [True, False])
+def test_fault_rates_are_binomial(p, signed):
+    n = 200_000
+    bits = 8 if signed else 7
+    fmap = mf.FaultMap.sample(n, p, signed=signed, seed=11)
+    assert _within(fmap.n_faulty_cells, n * bits, p)
+    f = fmap.faults.long()
+    for k in range(bits):  # every bit position faults at rate p, independently of the others
+        assert _within(int(((f >> k) & 1).sum()), n, p), k
+    if not signed:
+        assert int(((f >> 7) & 1).sum()) == 0
+    # values with at least one faulty cell: 1 - (1 - p)^bits
+    assert _within(len(fmap.index), n, 1 - (1 - p) ** bits)
+    assert (fmap.index[1:] > fmap.index[:-1]).all() and int(fmap.index[-1]) < n
+
+
+@pytest.mark.parametrize("p_e", [0.001, 0.05, 0.5])
+def test_erasure_rate_is_binomial(p_e):
+    n = 500_000
+    x = torch.ones(n)
+    out = mf.erasure(x, p_e, torch.Generator().manual_seed(5))
+    assert _within(int((out == 0).sum()), n, p_e)
+    assert set(out.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_extreme_rates():
+    assert len(mf.FaultMap.sample(1000, 0.0).index) == 0
+    full = mf.FaultMap.sample(1000, 1.0)
+    assert len(full.index) == 1000 and (full.faults == 255).all()
+    assert (mf.bit_masking(torch.randn(1000), 1.0) == 0).all()
+
+
+def test_chip_rates_on_a_network_and_regularizer_rate():
+    model = study.build_network("preactresnet18", 0.25, "fashion_mnist").eval()
+    chip = mf.FaultyChip(mf.FaultConfig("erasure", 0.05, "weights"), seed=2)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with chip.attached(model):
+        erased = sum(int(((p == 0) & (before[n] != 0)).sum())
+                     for n, p in model.named_parameters())
+    nonzero = sum(int((b != 0).sum()) for b in before.values())
+    assert _within(erased, nonzero, 0.05)
+    for n, p in model.named_parameters():  # weights restored
+        assert torch.equal(p, before[n]), n
+    # the regularizer's erasures of stored activations, at p_e
+    reg = mf.ErasureRegularizer(0.1, "activations")
+    block = model.layer1[0]
+    seen = {}
+    h1 = block.relu2.register_forward_pre_hook(lambda m, i: seen.update(pre=i[0]))
+    h2 = block.conv2.register_forward_pre_hook(lambda m, i: seen.update(stored=i[0]))
+    model.train()
+    reg(model, torch.randn(8, 1, 28, 28))
+    h1.remove()
+    h2.remove()
+    positive = seen["pre"] > 0
+    erased = (seen["stored"] == 0) & positive
+    assert _within(int(erased.sum()), int(positive.sum()), 0.1)
+    assert torch.equal(seen["stored"][~(seen["stored"] == 0)],
+                       F.relu(seen["pre"])[~(seen["stored"] == 0)])  # survivors not rescaled
+
+
+def test_chip_is_reproducible_and_fixed_for_every_input():
+    torch.manual_seed(0)
+    model = study.build_network("resnet18", 0.125, "fashion_mnist").eval()
+    x = torch.randn(6, 1, 28, 28)
+    cfg = mf.FaultConfig("bm", 0.02, "both")
+    with torch.no_grad():
+        with mf.FaultyChip(cfg, 7).attached(model):
+            a = model(x)
+            a_single = torch.cat([model(x[i:i + 1]) for i in range(6)])  # same cells per input
+        with mf.FaultyChip(cfg, 7).attached(model):
+            b = model(x)
+        with mf.FaultyChip(cfg, 8).attached(model):
+            c = model(x)
+        clean = model(x)
+    assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, clean)
+    assert torch.allclose(a, a_single, atol=1e-5)
+
+
+def test_blockwise_rates_and_energy():
+    assert mf.blockwise_rates(0.01) == pytest.approx((0.001, 0.002, 0.002, 0.01))
+    model = study.build_network("preactresnet18", 0.125, "fashion_mnist")
+    counts = mf.memory_accesses(model, (1, 28, 28))
+    em = mf.EnergyModel()
+    assert mf.FaultConfig().energy(counts, em) == pytest.approx(counts.e0)
+    uniform = mf.FaultConfig("bm", 0.01).energy(counts, em)
+    assert uniform == pytest.approx(em.eta(0.01) * counts.e0)
+    rates = mf.blockwise_rates(0.01)
+    policy = mf.FaultConfig("bm", 0.0, "both", rates).energy(counts, em)
+    want = sum(em.eta(r) * (counts.parameters[b + 1] + counts.activations[b + 1])
+               for b, r in enumerate(rates))
+    assert policy == pytest.approx(want)
+    only_w = mf.FaultConfig("bm", 0.01, "weights").energy(counts, em)
+    assert only_w == pytest.approx(em.eta(0.01) * counts.n_parameters + counts.n_activations)
+    # one block at a time touches only that block
+    one = mf.FaultConfig("bm", 0.0, "both", (0, 0, 0.05, 0))
+    assert one.rate_of(3, "weights") == 0.05 and one.rate_of(2, "activations") == 0.0
+
+
+def test_energy_model():
+    em = mf.EnergyModel()
+    assert em.a == 12.8
+    for p in (1e-4, 1e-3, 0.01, 0.1):
+        assert em.fault_rate(em.eta(p)) == pytest.approx(p)
+    assert em.eta(0.001) == pytest.approx(0.5397, abs=1e-4)
+    assert em.eta(0.01) == pytest.approx(0.3598, abs=1e-4)
+    assert em.eta(0.0) == 1.0 and em.eta(1e-9) == 1.0  # below the nominal rate: reliable
+
+
+# --------------------------------------------------------------------------------------
+# exhaustive MSD against Monte Carlo
+# --------------------------------------------------------------------------------------
+
+
+def test_bm_mean_square_deviation_closed_form_against_monte_carlo():
+    gen = torch.Generator().manual_seed(9)
+    w = [torch.randn(40_000, generator=gen) * 0.05, torch.randn(5_000, generator=gen)]
+    p = 0.02
+    dev, power = study.bm_mean_square_deviation(w, p)
+    draws = []
+    for k in range(60):
+        g = torch.Generator().manual_seed(100 + k)
+        draws.append(sum(float(((mf.bit_masking(t, p, generator=g) - t) ** 2).sum())
+                         for t in w))
+    mc = np.mean(draws)
+    assert abs(mc - dev) <= 4 * np.std(draws) / math.sqrt(len(draws))
+    pe = study.mse_matched_erasure_rate(w, p)
+    assert pe == pytest.approx(dev / power) and pe > p
+
+
+def test_readings():
+    assert study.rate_at_drop([0.001, 0.01, 0.1], [90, 89.5, 80], 89) == pytest.approx(
+        0.01 * 10 ** (0.5 / 9.5))
+    assert study.rate_at_drop([0.001, 0.01], [90, 89.5], 89) == math.inf
+    assert study.rate_at_drop([0.001, 0.01], [88, 80], 89) == 0.001
+    p = np.array([0.001, 0.002, 0.005, 0.01])
+    pe = np.geomspace(1e-4, 0.1, 30)
+    acc_e = 90 - 300 * pe  # a made-up erasure curve: BM is erasure at 2p
+    r, _, _ = study.best_erasure_ratio(p, 90 - 300 * 2 * p, pe, acc_e)
+    assert r == pytest.approx(2.0, rel=0.03)
+    ref = study.ReliableReference([100, 200, 400], [90, 91, 92])
+    assert ref.energy_at(91.5)[0] == pytest.approx(math.sqrt(200 * 400))
+    assert math.isnan(ref.energy_at(89)[0]) and ref.energy_at(93)[0] == pytest.approx(400)
+    assert study.energy_reductions(ref, [100], [92])[0] == pytest.approx(4.0)
+
+
+# --------------------------------------------------------------------------------------
+# the four architectures at full size (Table I) and one step on CIFAR-shaped data
+# --------------------------------------------------------------------------------------
+
+TABLE_I = {  # exact counts; the paper prints them rounded
+    "preactresnet18": (11_171_146, 548_864, 11.2, 0.55),
+    "mobilenetv2": (2_296_922, 1_534_976, 2.30, 1.53),
+    "senet18": (11_260_354, 860_280, 11.3, 0.86),
+    "resnet18": (11_173_962, 557_056, 11.2, 0.56),
+}
+
+
+@pytest.mark.parametrize("arch", cm.ARCHITECTURES)
+def test_table_i_counts_at_full_size(arch):
+    model = cm.build(arch)
+    counts = mf.memory_accesses(model, (3, 32, 32))
+    n_params, n_acts, paper_params, paper_acts = TABLE_I[arch]
+    assert counts.n_parameters == n_params == sum(p.numel() for p in model.parameters())
+    assert counts.n_activations == n_acts
+    assert round(n_params / 1e6, 1 if paper_params > 5 else 2) == paper_params
+    assert round(n_acts / 1e6, 2) == paper_acts
+    assert all(counts.parameters[1:]) and counts.parameters[0] == 0  # every tensor in a block
+
+
+def test_preactresnet18_block_weights_at_full_size():
+    counts = mf.memory_accesses(cm.build("preactresnet18"), (3, 32, 32))
+    blocks = [round(w / 1e5, 1) for w in counts.conv_weights[1:]]
+    assert blocks == [1.5, 5.2, 21.0, 83.9]  # the paper: [1.5, 5.2, 21, 84] x 10^5
+
+
+def test_width_multipliers():
+    full = mf.memory_accesses(cm.build("preactresnet18"), (3, 32, 32)).n_parameters
+    half = mf.memory_accesses(cm.build("preactresnet18", width=0.5), (3, 32, 32)).n_parameters
+    root = mf.memory_accesses(cm.build("preactresnet18", width=2 ** -0.5),
+                              (3, 32, 32)).n_parameters
+    assert half / full == pytest.approx(0.25, rel=0.01)
+    assert root / full == pytest.approx(0.5, rel=0.02)
+    assert [cm.channels(c, 2 ** -0.5) for c in (64, 128, 256, 512)] == [45, 91, 181, 362]
+
+
+@pytest.mark.parametrize("arch", cm.ARCHITECTURES)
+def test_full_size_one_step_on_cifar_shaped_data(arch):
+    torch.manual_seed(0)
+    model = cm.build(arch)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    before = [p.detach().clone() for p in model.parameters()]
+    reg = mf.ErasureRegularizer(0.02)
+    model.train()
+    loss = F.cross_entropy(reg(model, x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert math.isfinite(float(loss.detach()))
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    model.eval()
+    with torch.no_grad(), mf.FaultyChip(mf.FaultConfig("bm", 0.01), 1).attached(model):
+        out = model(x)
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+
+
+# --------------------------------------------------------------------------------------
+# the paper path on synthetic CIFAR-10 (real on-disk format), through the store
+# --------------------------------------------------------------------------------------
+
+
+def test_paper_path_on_synthetic_cifar10(tmp_path, monkeypatch):
+    from test_data import _write_cifar10
+    from torchvision.datasets import cifar as tv_cifar
+
+    import os
+
+    _write_cifar10(tmp_path / "data", np.random.default_rng(0))
+    monkeypatch.setattr(tv_cifar.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
+    monkeypatch.setenv("HWLIB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("HWLIB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("HWLIB_WORKERS", "1")  # in-process: the md5 patches above apply
+    study.load_split.cache_clear()
+    study._trained.cache_clear()
+    import hwlib
+
+    S = hwlib.setup("paper", chapter="memory_faults", dataset=None, width_f=0.0625, epochs=1,
+                    n_train=None, n_test=None, batch_size=8, learning_rate=None, momentum=None,
+                    weight_decay=None, augment=None, seed=0, device="cpu", reg_init=None,
+                    reg_epochs=1, reg_learning_rate=0.01)
+    assert S.p.dataset == "cifar10" and S.p.augment is True
+    cfg = study.train_config(S.p, "preactresnet18", 0.5, reg_pe=0.02)
+    entry = study.run_training(S, [cfg])[0]
+    assert 0 <= entry["clean_accuracy"] <= 1 and len(entry["loss"]) == 1
+    points = study.bm_points("reg", cfg, [0.01])
+    frame, entries = study.run_points(S, points, instances=2)
+    assert len(frame) == 3 and frame.energy.iloc[0] > frame.energy.iloc[1]
+    assert len(entries) == 3 and entries[0].path == entry.path  # read back, not retrained
+    # the regularizer as fine-tuning of a stored network (the book profile's way)
+    assert S.p.reg_init == "scratch"
+    ft = study.fine_tune_config(S.p, cfg, "paper", reg_pe=0.05)
+    assert ft["init"]["train"] == cfg and ft["epochs"] == 1 and ft["lr"] == 0.01
+    tuned = study.run_training(S, [ft, cfg])[0]
+    base = study.load_network(cfg, entry.result)
+    after = study.load_network(ft, tuned.result)
+    assert any(not torch.equal(a, b) for a, b in zip(base.parameters(), after.parameters()))
+    study.load_split.cache_clear()
+    study._trained.cache_clear()
+
+
+def test_training_is_deterministic():
+    x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = study.build_network("senet18", 0.0625, "fashion_mnist")
+        study.train(model, x, y, epochs=1, batch_size=16, seed=1,
+                    regularizer=mf.ErasureRegularizer(0.05, block_rates=(0.01, 0.02, 0.02, 0.1)))
+        outs.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    assert torch.equal(outs[0], outs[1])
+
+
+# --------------------------------------------------------------------------------------
+# bad input: one clear line before any compute
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call,needle", [
+    (lambda: mf.FaultMap.sample(10, 1.5), "p=1.5: must be a probability in [0, 1]"),
+    (lambda: mf.FaultMap.sample(10, -0.1, "erasure"), "p_e=-0.1: must be a probability"),
+    (lambda: mf.bit_masking(torch.ones(3), float("nan")), "p=nan"),
+    (lambda: mf.erasure(torch.ones(3), 2), "p_e=2"),
+    (lambda: mf.FaultConfig("flip", 0.1), "model='flip': must be one of bm, erasure"),
+    (lambda: mf.FaultConfig("bm", 0.1, "biases"), "targets='biases': must be one of"),
+    (lambda: mf.FaultConfig("bm", 0.0, "both", (0.1, 0.2)), "must be 4 rates"),
+    (lambda: mf.EnergyModel(-1.0), "a=-1.0: must be a float > 0"),
+    (lambda: mf.EnergyModel().eta(1.2), "must be a probability in [0, 1]"),
+    (lambda: mf.EnergyModel().fault_rate(-0.5), "eta=-0.5: must be in [0, 1]"),
+    (lambda: mf.blockwise_rates(0.01, (10, 5, 0.5, 1)), "must be 4 numbers >= 1"),
+    (lambda: mf.ErasureRegularizer(3.0), "p_e=3.0"),
+    (lambda: cm.build("vgg16"), "arch='vgg16': must be one of preactresnet18"),
+    (lambda: cm.build("resnet18", width=0), "width=0: must be a float > 0"),
+    (lambda: study.check_train_config({"arch": "resnet18"}), "training config lacks"),
+    (lambda: study.bm_code_moments(7), "p=7"),
+])
+def test_bad_input_one_line(call, needle):
+    with pytest.raises(ParameterError) as err:
+        call()
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_fault_map_size_mismatch():
+    fmap = mf.FaultMap.sample(10, 0.5)
+    with pytest.raises(ParameterError, match="the map covers 10"):
+        fmap.apply(torch.ones(11))
