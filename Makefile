@@ -7,6 +7,14 @@ NB      ?=
 P       ?=
 START   := $(shell date +%s)
 
+# Data: $HWLIB_DATA if set; else ../shared/data when it exists (a read-only copy of the datasets
+# beside the checkout, as on the project's CI machines); else hwlib's default, ./data.
+ifeq ($(origin HWLIB_DATA),undefined)
+ifneq ($(wildcard ../shared/data),)
+export HWLIB_DATA := $(abspath ../shared/data)
+endif
+endif
+
 .PHONY: venv book notebook test bench clean
 
 $(VENV)/.installed: pyproject.toml
