@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ParameterError
+from .errors import ParameterError, check_probability
 from .store import experiment
 
 #: Resolution of the simulator's stochastic number generator, bits.
@@ -51,15 +51,6 @@ def check_bl(bl: Any, name: str = "BL") -> int:
     return int(bl)
 
 
-def check_probability(p: Any, name: str = "p") -> None:
-    """Raise one line unless every value of ``p`` is a probability in [0, 1]."""
-    t = torch.as_tensor(p, dtype=torch.float64)
-    bad = ~((t >= 0) & (t <= 1))  # NaN counts as bad
-    if bool(bad.any()):
-        first = float(t[bad].flatten()[0])
-        raise ParameterError(f"{name}={first!r}: must be a probability in [0, 1]")
-
-
 # --- closed forms -----------------------------------------------------------------------------
 
 
@@ -74,8 +65,8 @@ def product_moments(a: float, b: float, bl: int) -> tuple[float, float]:
     Returns:
         ``(E(c), Var(c)) = (a b, a b (1 - a b) / N)``.
     """
-    check_probability(a, "a")
-    check_probability(b, "b")
+    check_probability("a", a)
+    check_probability("b", b)
     bl = check_bl(bl)
     ab = a * b
     return ab, ab * (1 - ab) / bl
@@ -132,7 +123,7 @@ def bernoulli_stream(p: torch.Tensor | float, bl: int, generator: torch.Generato
         generator: torch random generator.
     """
     bl = check_bl(bl)
-    check_probability(p)
+    check_probability("p", p)
     p = torch.as_tensor(p, dtype=torch.float64)
     u = torch.rand(*p.shape, bl, generator=generator, dtype=torch.float64, device=p.device)
     return u < p.unsqueeze(-1)
@@ -143,7 +134,7 @@ def sng_stream(p: torch.Tensor | float, bl: int, generator: torch.Generator | No
     """Streams from the simulator's 16-bit SNG: bool, shape ``p.shape + (bl,)``,
     ``P(1) = ceil(65536 p) / 65536``."""
     bl = check_bl(bl)
-    check_probability(p)
+    check_probability("p", p)
     p = torch.as_tensor(p, dtype=torch.float64)
     r = random_int16((*p.shape, bl), generator, p.device)
     return r < sng_threshold(p).unsqueeze(-1)
@@ -230,7 +221,7 @@ def first_one_streams(q: torch.Tensor, bl: int, generator: torch.Generator | Non
     the 16-bit SNG. Returns bool ``q.shape + (bl,)``; the simulator uses the same rule.
     """
     bl = check_bl(bl)
-    check_probability(q, "q")
+    check_probability("q", q)
     q = torch.as_tensor(q, dtype=torch.float64)
     u = words_to_unit(random_words(q.numel(), generator, q.device)).view(q.shape)
     first = first_one_position(q, u).unsqueeze(-1)
@@ -256,8 +247,8 @@ def product_mc(config: dict[str, Any]) -> dict[str, Any]:
         ``c`` against ``ab``, and the SNG's effective probabilities.
     """
     a, b, bl, n = config["a"], config["b"], check_bl(config["bl"]), int(config["samples"])
-    check_probability(a, "a")
-    check_probability(b, "b")
+    check_probability("a", a)
+    check_probability("b", b)
     gen = torch.Generator().manual_seed(int(config["seed"]))
     stream = sng_stream if config["generator"] == "sng" else bernoulli_stream
     counts = []
@@ -298,7 +289,7 @@ def product_sweep(session, factors, bl_grid, samples: int, seed: int = 0,
     from .sweep import run_sweep
 
     for f in factors:
-        check_probability(f, "factors")
+        check_probability("factors", f)
     configs, rows = [], []
     pairs = [(a, b) for i, a in enumerate(factors) for b in factors[i:]]
     for a, b in pairs:

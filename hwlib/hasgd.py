@@ -33,13 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .analog import Crossbars, GaussianPerturbation, check_fold, crossbar_layers, folding_scale
-from .errors import ParameterError
-
-
-def _check_int(name: str, value, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ParameterError(f"{name}={value!r}: must be an int >= {lo}")
-    return int(value)
+from .errors import ParameterError, check_int
 
 
 # --- Algorithm 1 ----------------------------------------------------------------------------
@@ -74,7 +68,7 @@ class HASGD:
                  seed: int = 0) -> None:
         if not isinstance(noise, GaussianPerturbation):
             raise ParameterError(f"noise={noise!r}: must be a GaussianPerturbation")
-        self.samples = _check_int("samples", samples, 1)
+        self.samples = check_int("samples", samples, 1)
         self.model, self.optimizer, self.noise, self.loss_fn = model, optimizer, noise, loss_fn
         self.crossbars = Crossbars(model, check_fold(fold))
         device = next(model.parameters()).device
@@ -138,8 +132,8 @@ def train(step: HASGD, x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size
     Returns:
         ``(epoch_times_s, epoch_losses)``: wall time of each epoch's steps and mean loss.
     """
-    _check_int("epochs", epochs, 1)
-    _check_int("batch_size", batch_size, 1)
+    check_int("epochs", epochs, 1)
+    check_int("batch_size", batch_size, 1)
     gen = torch.Generator().manual_seed(int(seed))
     aug_gen = torch.Generator().manual_seed(int(seed) + 1)  # CPU: same crops on any device
     times, losses = [], []
@@ -241,7 +235,7 @@ def hessian_trace(model: nn.Module, x: torch.Tensor, y: torch.Tensor, probes: in
     """
     params = list(params) if params is not None else crossbar_parameters(model)
     if vectors is None:
-        _check_int("probes", probes, 1)
+        check_int("probes", probes, 1)
     was = model.training
     model.eval()
     count = probes if vectors is None else len(vectors)
@@ -359,7 +353,7 @@ class WellLoss:
         Returns:
             The trajectories, shape (steps + 1, n, d).
         """
-        _check_int("samples", samples, 1)
+        check_int("samples", samples, 1)
         gen = torch.Generator().manual_seed(int(seed))
         w = torch.as_tensor(np.asarray(starts, dtype=float)).clone()
         path = [w.clone()]
@@ -498,7 +492,7 @@ class WideResNet(nn.Module):
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
             raise ParameterError(f"depth={depth!r}: must be 6 n + 4 >= 10 (28 for WRN-28)")
-        _check_int("width", width, 1)
+        check_int("width", width, 1)
         n = (depth - 4) // 6
         chans = [16, 16 * width, 32 * width, 64 * width]
         self.norm = Normalize(*norm)

@@ -25,10 +25,10 @@ import torch
 
 from .analog import ADC, GaussianPerturbation, accuracy_on_instances
 from .data import load_dataset, random_crop_flip
-from .errors import ParameterError
+from .errors import check_int
 from .hasgd import (HASGD, build_network, hessian_trace, make_optimizer, range_weights,
                     sharp_and_flat, train)
-from .store import ResultStore, experiment
+from .store import ResultStore, experiment, load_state_arrays, state_arrays
 
 #: The keys of a training config that come from the notebook's parameters.
 TRAIN_KNOBS = ("dataset", "network", "hidden_widths", "wrn_depth", "wrn_width", "epochs",
@@ -37,7 +37,6 @@ TRAIN_KNOBS = ("dataset", "network", "hidden_widths", "wrn_depth", "wrn_width", 
 #: Seed of the first test instance; instance i uses INSTANCE_SEED + i (the same chips for
 #: every network, so that networks are compared on the same hardware).
 INSTANCE_SEED = 1
-STATE = "state:"
 
 
 # --- configs --------------------------------------------------------------------------------
@@ -55,8 +54,7 @@ def train_config(params: Any, train_sigma: float, train_shift: float = 0.0, samp
         device: ``cpu`` or ``cuda``.
     """
     GaussianPerturbation(train_sigma, train_shift)  # checks the values
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ParameterError(f"samples={samples!r}: must be an int >= 1")
+    check_int("samples", samples, 1)
     cfg = {k: getattr(params, k) for k in TRAIN_KNOBS}
     cfg.update(train_sigma=float(train_sigma), train_shift=float(train_shift),
                samples=int(samples), device=device)
@@ -122,8 +120,7 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
     times, losses = train(step, x, y, config["epochs"], config["minibatch_size"], seed, sched,
                           random_crop_flip if config["augment"] else None, on_epoch,
                           desc=f"q sigma={q.sigma:g} shift={q.shift:g} L={step.samples}")
-    state = {STATE + k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    return {**state, "epoch_time_s": np.array(times), "train_loss": np.array(losses),
+    return {**state_arrays(model), "epoch_time_s": np.array(times), "train_loss": np.array(losses),
             "curve_clean": np.array(clean), "curve_noisy": np.stack(noisy),
             "parameters": int(sum(p.numel() for p in model.parameters()))}
 
@@ -133,10 +130,7 @@ def network_from(result: Mapping[str, Any], config: Mapping[str, Any],
     """Rebuild a trained network from a :func:`train_run` result (in eval mode)."""
     model = build_network(config["network"], config["dataset"], config["hidden_widths"],
                           config["wrn_depth"], config["wrn_width"])
-    state = {k[len(STATE):]: torch.as_tensor(np.asarray(v)) for k, v in result.items()
-             if k.startswith(STATE)}
-    model.load_state_dict(state)
-    return model.to(device).eval()
+    return load_state_arrays(model, result).to(device).eval()
 
 
 def _trained(config: Mapping[str, Any]) -> torch.nn.Module:

@@ -15,12 +15,12 @@ import torch
 
 from .analog import ADC
 from .data import load_dataset
-from .hasgd_experiments import (INSTANCE_SEED, STATE, TRAIN_KNOBS, evaluate_run, hessian_run,
+from .hasgd_experiments import (INSTANCE_SEED, TRAIN_KNOBS, evaluate_run, hessian_run,
                                 nearest_minimum, network_from, point, toy_run, train_config,
                                 train_run)
 from .store import Entry
 
-__all__ = ["INSTANCE_SEED", "STATE", "TRAIN_KNOBS", "evaluate_run", "hessian_run",
+__all__ = ["INSTANCE_SEED", "TRAIN_KNOBS", "evaluate_run", "hessian_run",
            "nearest_minimum", "network_from", "point", "toy_run", "train_config", "train_run"]
 
 

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from .cifar_models import block_of
-from .errors import ParameterError
+from .errors import ParameterError, check_probability
 
 #: The paper's fit of eq. (1) to 65 nm SRAM data (its source data is not available here).
 A_PAPER = 12.8
@@ -53,14 +53,6 @@ FAULT_MODELS = ("bm", "erasure")
 TARGETS = ("weights", "activations", "both")
 #: The blockwise policy of Sec. IV-C: p_B4 = 5 p_B3 = 5 p_B2 = 10 p_B1, as p_B4 / p_Bi.
 PAPER_BLOCK_RATIOS = (10.0, 5.0, 5.0, 1.0)
-
-
-def check_probability(name: str, value: float) -> float:
-    """Return ``value`` as a float, or raise one line if it is not a probability in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            math.isfinite(value) and 0 <= value <= 1):
-        raise ParameterError(f"{name}={value!r}: must be a probability in [0, 1]")
-    return float(value)
 
 
 # --- the energy model -----------------------------------------------------------------------
@@ -97,8 +89,7 @@ class EnergyModel:
         ``eta = 1``.
         """
         p_arr = np.asarray(p, dtype=float)
-        if np.any(~np.isfinite(p_arr)) or np.any(p_arr < 0) or np.any(p_arr > 1):
-            raise ParameterError(f"p={p!r}: must be a probability in [0, 1]")
+        check_probability("p", p_arr)
         with np.errstate(divide="ignore"):
             out = np.minimum(1.0, -np.log(p_arr) / self.a)
         return float(out) if out.ndim == 0 else out
@@ -338,7 +329,8 @@ class FaultMap:
             generator: the random source (default: one seeded with ``seed``, or 0).
             seed: seeds a new generator when ``generator`` is None.
         """
-        rate = check_probability("p_e" if model == "erasure" else "p", rate)
+        check_probability("p_e" if model == "erasure" else "p", rate)
+        rate = float(rate)
         if model not in FAULT_MODELS:
             raise ParameterError(f"model={model!r}: must be one of {', '.join(FAULT_MODELS)}")
         if generator is None:

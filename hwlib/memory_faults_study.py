@@ -33,11 +33,11 @@ from tqdm.auto import tqdm
 
 from . import cifar_models
 from .data import DATASETS, load_dataset, normalize, random_crop_flip
-from .errors import ParameterError
+from .errors import ParameterError, check_probability
 from .memory_faults import (BITS, EnergyModel, ErasureRegularizer, FaultConfig, FaultyChip,
-                            MemoryAccesses, bit_masking_codes, check_probability,
+                            MemoryAccesses, bit_masking_codes,
                             memory_accesses, quantization_scale)
-from .store import ResultStore, config_key, experiment
+from .store import ResultStore, config_key, experiment, load_state_arrays, state_arrays
 
 #: Test images are a fixed subset (this seed) shared by every evaluation.
 TEST_SUBSET_SEED = 0
@@ -188,8 +188,7 @@ def train_network(config: dict[str, Any]) -> dict[str, Any]:
     hist = train(model, x, y, config["epochs"], config["batch_size"], config["lr"],
                  config["momentum"], config["weight_decay"], config["seed"], reg,
                  config["augment"], desc=f"{config['arch']} x{config['width']:.3g}")
-    state = {f"state.{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-    return {**state, "clean_accuracy": accuracy(model, xt, yt),
+    return {**state_arrays(model), "clean_accuracy": accuracy(model, xt, yt),
             "loss": np.array(hist["loss"]), "epoch_time_s": np.array(hist["epoch_time_s"])}
 
 
@@ -197,10 +196,7 @@ def load_network(config: Mapping[str, Any], result: Mapping[str, Any],
                  device: torch.device | str = "cpu") -> nn.Module:
     """The trained network of a :func:`train_network` result."""
     model = build_network(config["arch"], config["width"], config["dataset"])
-    state = {k[len("state."):]: torch.from_numpy(np.asarray(v)) for k, v in result.items()
-             if k.startswith("state.")}
-    model.load_state_dict(state)
-    return model.to(device).eval()
+    return load_state_arrays(model, result).to(device).eval()
 
 
 @functools.lru_cache(maxsize=4)

@@ -115,6 +115,25 @@ def _to_numpy(value: Any) -> Any:
     return value
 
 
+STATE_PREFIX = "state."
+"""Prefix of the arrays that hold a model's state dict in a result entry."""
+
+
+def state_arrays(model: Any) -> dict[str, np.ndarray]:
+    """A torch model's state dict as result arrays, ``state.<name>``, for a stored entry."""
+    return {STATE_PREFIX + k: _to_numpy(v) for k, v in model.state_dict().items()}
+
+
+def load_state_arrays(model: Any, result: Mapping[str, Any]) -> Any:
+    """Load the ``state.<name>`` arrays of a result (see :func:`state_arrays`) into ``model``;
+    return the model."""
+    import torch
+
+    model.load_state_dict({k[len(STATE_PREFIX):]: torch.as_tensor(np.asarray(v))
+                           for k, v in result.items() if k.startswith(STATE_PREFIX)})
+    return model
+
+
 def _encode(result: Mapping[str, Any], provenance: Mapping[str, Any]) -> tuple[str, bytes]:
     arrays: dict[str, np.ndarray] = {}
     plain: dict[str, Any] = {}

@@ -1,5 +1,6 @@
 """Bad input fails before any compute, with one line naming the parameter and what is allowed."""
 
+import re
 import subprocess
 import sys
 import time
@@ -122,3 +123,23 @@ def test_chapter_settings_override_the_shared_ones(monkeypatch):
     assert set(profiles.CHAPTER_PROFILES) == {"sddhr", "memory_faults", "hasgd", "memristive"}
     for chapter in profiles.CHAPTER_PROFILES.values():
         assert set(chapter) == set(PROFILES)
+
+
+def test_shared_checks_name_the_parameter_and_the_first_bad_value():
+    import numpy as np
+    import torch
+
+    from hwlib.errors import check_int, check_probability
+
+    for ok in (0, 1, 0.5, np.array([0.0, 1.0]), torch.tensor([0.2, 0.3])):
+        check_probability("p", ok)
+    for bad, shown in ((1.5, "1.5"), (-0.1, "-0.1"), (float("nan"), "nan"), (True, "True"),
+                       ("0.1", "'0.1'"), (torch.tensor([0.2, 1.5]), "1.5"),
+                       (np.array([0.3, -2.0]), "-2.0")):
+        with pytest.raises(ParameterError, match=r"^p=" + re.escape(shown)
+                           + r": must be a probability in \[0, 1\]$"):
+            check_probability("p", bad)
+    assert check_int("epochs", np.int64(3), 1) == 3
+    for bad in (0, 2.0, True, "3"):
+        with pytest.raises(ParameterError, match=r"^epochs=.*: must be an int >= 1$"):
+            check_int("epochs", bad, 1)

@@ -32,6 +32,22 @@ def test_round_trip_json_and_npz(store):
     assert json.loads(plain.path.read_text())["result"] == {"a": 1, "b": [1.5, 2]}
 
 
+def test_model_weights_round_trip_through_an_entry(store):
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    model[1].running_mean.fill_(0.5)
+    e = store.save(noise, {"seed": 5}, store_mod.state_arrays(model), 0.1)
+    assert e.path.suffix == ".npz"
+    back = store.load(noise, {"seed": 5})
+    assert set(back.result) == {"state." + k for k in model.state_dict()}
+    other = store_mod.load_state_arrays(torch.nn.Sequential(torch.nn.Linear(3, 4),
+                                                            torch.nn.BatchNorm1d(4)), back.result)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(other.state_dict()[k], v, rtol=0, atol=0)
+
+
 def test_key_is_the_resolved_config():
     assert config_key("x", {"a": 1, "b": 2}) == config_key("x", {"b": 2, "a": 1})
     assert config_key("x", {"a": 1}) != config_key("x", {"a": 2})
