@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ParameterError
+from .evaluation import accuracy
 
 #: Rules for the folding constant s of the bias column (Fig. 5).
 FOLDS = ("range", "unit")
@@ -414,17 +415,11 @@ def accuracy_on_instances(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     bars = Crossbars(model, fold)
     ctx = adc.attached(model) if adc is not None else contextlib.nullcontext()
 
-    def one_pass() -> float:
-        hits = 0
-        for i in range(0, len(y), batch_size):
-            hits += int((model(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
-        return hits / len(y)
-
     with ctx:
         if noise.is_zero:
-            return np.full(len(seeds), one_pass())
+            return np.full(len(seeds), accuracy(model, x, y, batch_size))
         out = []
         for seed in seeds:
             with bars.instance(noise, seed=seed):
-                out.append(one_pass())
+                out.append(accuracy(model, x, y, batch_size))
     return np.array(out)

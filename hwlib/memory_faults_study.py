@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from . import cifar_models
 from .data import DATASETS, load_dataset, normalize, random_crop_flip
 from .errors import ParameterError, check_probability
+from .evaluation import accuracy
 from .memory_faults import (BITS, EnergyModel, ErasureRegularizer, FaultConfig, FaultyChip,
                             MemoryAccesses, bit_masking_codes,
                             memory_accesses, quantization_scale)
@@ -110,17 +111,6 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int,
         losses.append(total / per_epoch)
         times.append(time.perf_counter() - start)
     return {"loss": losses, "epoch_time_s": times}
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500
-             ) -> float:
-    """Test accuracy (a fraction) in evaluation mode."""
-    model.eval()
-    hits = 0
-    for i in range(0, len(y), batch_size):
-        hits += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-    return hits / len(y)
 
 
 def accuracy_on_chips(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
