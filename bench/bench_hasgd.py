@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from hwlib import analog, hasgd
-from hwlib.profiles import CHAPTER_PROFILES
+from hwlib.study.profiles import CHAPTER_PROFILES
 
 from .common import Ratio, interleaved
 

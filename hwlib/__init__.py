@@ -4,10 +4,9 @@ Device, fault and noise models, training regimes and the study's plumbing (profi
 results store, parallel sweeps, scorecard). Modules, one per concern:
 
 * :mod:`hwlib.mram`: MRAM bit cells for in-memory computing (S-DDHR).
-* :mod:`hwlib.store`, :mod:`hwlib.sweep`: the results store and parallel sweeps.
-* :mod:`hwlib.params`, :mod:`hwlib.profiles`: notebook parameters and the three profiles.
 * :mod:`hwlib.data`: datasets through torchvision.
-* :mod:`hwlib.scorecard`: the papers' claims and our measurements.
+* :mod:`hwlib.study`: the study's plumbing: profiles, parameters, the results store and
+  sweeps, the notebook pipeline, the scorecard and its verdict rules.
 """
 
 from __future__ import annotations
@@ -15,9 +14,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .errors import DatasetMissingError, HwlibError, ParameterError, StoreError
-from .notebook import Session, setup
-from .store import Entry, Experiment, ResultStore, experiment
-from .sweep import run_sweep
+from .study.session import Session, setup
+from .study.store import Entry, Experiment, ResultStore, experiment
+from .study.sweep import run_sweep
 
 __all__ = [
     "__version__", "DatasetMissingError", "HwlibError", "ParameterError", "StoreError",

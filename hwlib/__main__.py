@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import shlex
+import re
 import sys
 from pathlib import Path
 
 from .errors import HwlibError, ParameterError
-from .params import parse_value
+from .study.params import parse_value
+
+#: Where a ``NAME=`` starts a new item of ``--set`` (a value may hold spaces: ``[1, 2]``).
+_ITEM = re.compile(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=")
+
+
+def split_items(text: str) -> list[tuple[str, str]]:
+    """``"a=1 b=[1, 2] c='x y'"`` as ``[("a", "1"), ("b", "[1, 2]"), ("c", "'x y'")]``.
+
+    Items are ``NAME=VALUE`` separated by spaces; a value runs until the next `` NAME=``, so
+    lists may be written with spaces."""
+    text = text.strip()
+    if not text:
+        return []
+    starts = list(_ITEM.finditer(text))
+    if not starts or starts[0].start(1) != len(text) - len(text.lstrip()):
+        first = text.split()[0]
+        raise ParameterError(f"P item {first!r}: must be NAME=VALUE (e.g. "
+                             "P=\"sigma_scales=[1, 2] seed=3\")")
+    out = []
+    for m, nxt in zip(starts, starts[1:] + [None]):
+        end = nxt.start() if nxt is not None else len(text)
+        out.append((m.group(1), text[m.end():end].strip()))
+    return out
 
 
 def _overrides(pairs: list[list[str]], sets: list[str]) -> dict:
     out = {name: parse_value(value) for name, value in pairs}
     for text in sets:
-        for item in shlex.split(text):
-            if "=" not in item:
-                raise ParameterError(f"P item {item!r}: must be NAME=VALUE")
-            name, value = item.split("=", 1)
+        for name, value in split_items(text):
             out[name] = parse_value(value)
     return out
 
@@ -47,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     card.add_argument("--chapter", default=None)
     args = parser.parse_args(argv)
     try:
-        from . import pipeline
+        from .study import pipeline
 
         if args.command == "run":
             overrides = _overrides(args.parameter, args.set)
-            profile = args.profile or overrides.pop("PROFILE", "book")
+            profile = args.profile or "book"  # a PROFILE among the overrides wins
             nb = args.notebook
             if nb.is_absolute():
                 nb = nb.resolve().relative_to(pipeline.PROJECT_ROOT)
@@ -66,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 n = pipeline.refresh_check_outputs(nb)
                 print(f"{nb}: {n} check cell(s) refreshed")
         elif args.command == "scorecard":
-            from . import scorecard
+            from .study import scorecard
 
             print(scorecard.markdown(args.chapter))
     except HwlibError as err:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .errors import ParameterError, check_probability
-from .store import experiment
+from .study.store import experiment
 
 #: Resolution of the simulator's stochastic number generator, bits.
 SNG_BITS = 16
@@ -286,7 +286,7 @@ def product_sweep(session, factors, bl_grid, samples: int, seed: int = 0,
     """
     import pandas as pd
 
-    from .sweep import run_sweep
+    from .study.sweep import run_sweep
 
     for f in factors:
         check_probability("factors", f)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DatasetMissingError, ParameterError
-from .provenance import PROJECT_ROOT
+from .study.provenance import PROJECT_ROOT
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,36 @@ def _read_only(root: Path) -> bool:
     return not (path.stat().st_mode & 0o222) or not os.access(path, os.W_OK)
 
 
+def ensure_available(name: str, root: Path | str | None = None) -> Path:
+    """Make sure a dataset's files are under the data root, downloading them if they are
+    missing and the root is writable; return its folder.
+
+    Raises:
+        ParameterError: an unknown dataset name.
+        DatasetMissingError: the files are not there and cannot be had, in one line naming
+            the folder, the missing files and what to do.
+    """
+    if name not in DATASETS:
+        raise ParameterError(f"dataset {name!r}: must be one of {', '.join(DATASETS)}")
+    root = Path(root) if root is not None else data_root()
+    folder = root / DATASETS[name].folder
+    missing = _missing(name, root)
+    if not missing:
+        return folder
+    if _read_only(root) or _read_only(folder):
+        raise DatasetMissingError(
+            f"{name}: {folder} lacks {', '.join(missing)} and {root} is read-only; "
+            "set HWLIB_DATA to a folder that has them")
+    try:
+        for train in (True, False):
+            _torchvision(name, root, train, download=True)
+    except Exception as err:  # noqa: BLE001 - offline, refused, corrupt download
+        raise DatasetMissingError(
+            f"{name}: {folder} lacks {', '.join(missing)} and downloading failed "
+            f"({type(err).__name__}); put the files there or set HWLIB_DATA") from None
+    return folder
+
+
 def load_dataset(name: str, train: bool = True, n: int | None = None, seed: int = 0,
                  root: Path | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Load a dataset as tensors: images in [0, 1], shape (N, C, H, W), and int64 labels.
@@ -121,19 +151,7 @@ def load_dataset(name: str, train: bool = True, n: int | None = None, seed: int 
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ParameterError(f"n={n!r}: must be a whole number >= 1, or None for all")
     root = Path(root) if root is not None else data_root()
-    missing = _missing(name, root)
-    if missing:
-        folder = root / DATASETS[name].folder
-        if _read_only(root) or _read_only(folder):
-            raise DatasetMissingError(
-                f"{name}: {folder} lacks {', '.join(missing)} and {root} is read-only; "
-                "set HWLIB_DATA to a folder that has them")
-        try:
-            _torchvision(name, root, train, download=True)
-        except Exception as err:  # noqa: BLE001 - offline, refused, corrupt download
-            raise DatasetMissingError(
-                f"{name}: {folder} lacks {', '.join(missing)} and downloading failed "
-                f"({type(err).__name__}); put the files there or set HWLIB_DATA") from None
+    ensure_available(name, root)
     ds = _torchvision(name, root, train, download=False)
     data = ds.data
     if not isinstance(data, torch.Tensor):
@@ -144,6 +162,10 @@ def load_dataset(name: str, train: bool = True, n: int | None = None, seed: int 
         data = data.permute(0, 3, 1, 2)
     labels = torch.as_tensor(getattr(ds, "targets", None) if hasattr(ds, "targets")
                              else ds.labels, dtype=torch.int64)
+    if n is not None and n > len(labels):
+        split = "training" if train else "test"
+        raise ParameterError(f"n={n!r}: must be at most {len(labels):,}, the {name} {split} "
+                             "set, or None for all")
     if n is not None and n < len(labels):
         idx = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
         data, labels = data[idx], labels[idx]

@@ -61,7 +61,7 @@ from .bitstream import check_bl
 from .data import load_dataset
 from .errors import ParameterError
 from .memristor import MemristorConfig, check_memristor
-from .store import experiment
+from .study.store import experiment
 
 SYNAPSES = ("float", "memristive")
 #: How pixels become network inputs (see :func:`network_inputs`), and their names in tables.
@@ -870,9 +870,9 @@ def plan_groups(configs: Sequence[NetworkConfig], workers: int) -> list[list[Net
 
 
 def _train_group(dicts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
-    from .sweep import one_thread
+    from .study.sweep import worker_init
 
-    one_thread()
+    worker_init()
     start = time.perf_counter()
     with torch.inference_mode():
         out = train_lockstep([NetworkConfig.from_dict(d) for d in dicts], progress=False)
@@ -893,7 +893,7 @@ def train_networks(store, configs: Sequence[NetworkConfig], workers: int | None 
     """
     from joblib import Parallel, delayed, parallel_config
 
-    from .sweep import default_workers
+    from .study.sweep import default_workers
 
     dicts = [c.to_dict() for c in configs]
     entries = [store.load(train_run, d) for d in dicts]
@@ -912,7 +912,7 @@ def train_networks(store, configs: Sequence[NetworkConfig], workers: int | None 
 
         def save(group, results, wall):
             for c, r in zip(group, results):
-                store.save(train_run, c.to_dict(), r, wall, c.device)
+                store.save(train_run, c.to_dict(), r, wall, c.device, threads=1)
                 bar.update()
 
         if len(groups) == 1:
@@ -968,10 +968,10 @@ def noisy_inference(config: dict[str, Any]) -> dict[str, Any]:
         ``accuracy`` (bls x noise_vars x runs, %), with ``noise_vars`` and ``bls``. Run ``r`` at
         a variance uses the same noisy images for every network and BL (paired comparisons).
     """
-    from .store import ResultStore
+    from .study.store import current_store
 
     cfg = NetworkConfig.from_dict(config["network"])
-    entry = ResultStore(config["profile"]).get_or_compute(train_run, cfg.to_dict())
+    entry = current_store(config["profile"]).get_or_compute(train_run, cfg.to_dict())
     ws = [w.to(cfg.device) for w in stored_weights(entry.result, cfg)]
     xt, yt = load_split(cfg, False)
     bls, variances, runs = list(config["bls"]), list(config["noise_vars"]), int(config["runs"])
@@ -1002,7 +1002,7 @@ def noisy_table(session, jobs: Sequence[tuple[NetworkConfig, int, str]],
     """
     import pandas as pd
 
-    from .sweep import run_sweep
+    from .study.sweep import run_sweep
 
     configs = [{"network": c.to_dict(), "profile": session.profile,
                 "noise_vars": [float(v) for v in noise_vars], "bls": [int(bl)],
@@ -1120,7 +1120,7 @@ def chapter_networks(session) -> list[NetworkConfig]:
     notebooks 3 and 4 read them back)."""
     from types import SimpleNamespace
 
-    from .profiles import settings
+    from .study.profiles import settings
 
     prof = settings(session.profile, "memristive")
     p = SimpleNamespace(**{**prof, **{k: v for k, v in session.params.items()

@@ -8,6 +8,6 @@ torch.set_num_threads(1)
 
 @pytest.fixture
 def store(tmp_path):
-    from hwlib.store import ResultStore
+    from hwlib.study.store import ResultStore
 
     return ResultStore("smoke", root=tmp_path / "results")

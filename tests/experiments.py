@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hwlib.store import experiment
+from hwlib.study.store import experiment
 
 
 @experiment("test.noise")
@@ -27,3 +27,27 @@ def counted(config):
         raise RuntimeError("interrupted")
     (marks / f"{config['i']}-{os.getpid()}-{time.time_ns()}").touch()
     return {"i": config["i"], "square": np.array([config["i"] ** 2])}
+
+
+@experiment("test.declared", outputs=("mean",))
+def declared(config):
+    """An experiment that declares its outputs (the store checks them when reading back)."""
+    return {"mean": float(config["seed"]) / 2}
+
+
+@experiment("test.derived", outputs=("twice",))
+def derived(config):
+    """Reads another stored entry (``test.noise``) through the run's store: an input."""
+    from hwlib.study.store import current_store
+
+    base = current_store(config["profile"]).get_or_compute(noise, {"seed": config["seed"]})
+    return {"twice": 2 * base["mean"] + config.get("shift", 0.0)}
+
+
+@experiment("test.sleepy")
+def sleepy(config):
+    """Writes its process id to a file, then sleeps (to be killed mid-sweep)."""
+    Path(config["pids"]).mkdir(parents=True, exist_ok=True)
+    (Path(config["pids"]) / str(os.getpid())).touch()
+    time.sleep(config["seconds"])
+    return {"pid": os.getpid()}

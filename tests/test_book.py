@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from hwlib.pipeline import toc_files, toc_notebooks
-from hwlib.provenance import PROJECT_ROOT
+from hwlib.study.pipeline import toc_files, toc_notebooks
+from hwlib.study.provenance import PROJECT_ROOT
 
 BUILD_TIMEOUT_S = 1800
 PAGE_TIMEOUT_S = 20

@@ -399,7 +399,7 @@ def synthetic_cifar100(tmp_path, monkeypatch):
 
 
 def test_paper_path_on_synthetic_cifar100(synthetic_cifar100):
-    from hwlib.profiles import CHAPTER_PROFILES
+    from hwlib.study.profiles import CHAPTER_PROFILES
 
     paper = CHAPTER_PROFILES["hasgd"]["paper"]
     assert paper["dataset"] == "cifar100" and paper["network"] == "wrn"
@@ -435,8 +435,8 @@ def test_toy_run_hasgd_leaves_the_sharp_minimum():
 
 @pytest.mark.parametrize("profile", ["smoke", "book", "paper"])
 def test_chapter_profiles_are_valid_knobs(profile):
-    from hwlib.params import check_param
-    from hwlib.profiles import CHAPTER_PROFILES
+    from hwlib.study.params import check_param
+    from hwlib.study.profiles import CHAPTER_PROFILES
 
     settings = CHAPTER_PROFILES["hasgd"][profile]
     assert set(settings) == set(CHAPTER_PROFILES["hasgd"]["book"])

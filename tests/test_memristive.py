@@ -504,7 +504,7 @@ def test_plan_groups_balanced():
 
 def test_train_run_end_to_end_and_noisy_inference(tmp_path, monkeypatch):
     from hwlib.data import DATASETS, data_root
-    from hwlib.store import ResultStore
+    from hwlib.study.store import ResultStore
 
     if not (data_root() / DATASETS["mnist"].folder / "train-images-idx3-ubyte").exists():
         pytest.skip("MNIST not under the data root (set HWLIB_DATA)")

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hwlib.pipeline import toc_files, toc_notebooks
+from hwlib.study.pipeline import toc_files, toc_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = toc_notebooks()

@@ -10,8 +10,8 @@ import pytest
 
 import hwlib
 from hwlib.errors import ParameterError
-from hwlib.params import KNOBS, check_param, parse_value, resolve
-from hwlib.profiles import PROFILES
+from hwlib.study.params import KNOBS, check_param, parse_value, resolve
+from hwlib.study.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = "notebooks/sddhr/01_conductance_moments.ipynb"
@@ -82,7 +82,7 @@ def test_cli_rejects_before_compute(args, needle):
 
 
 def test_every_notebook_parameter_is_registered():
-    from hwlib.pipeline import notebook_parameters, toc_notebooks
+    from hwlib.study.pipeline import notebook_parameters, toc_notebooks
 
     import nbformat
 
@@ -93,14 +93,14 @@ def test_every_notebook_parameter_is_registered():
         assigned = [ln for ln in cell.source.splitlines() if ln and not ln.startswith("#")]
         assert len(params) == len(assigned), f"{nb}: papermill could not parse every line"
         for name, info in params.items():
-            assert name in KNOBS, f"{nb}: parameter {name} is not in hwlib.params.KNOBS"
+            assert name in KNOBS, f"{nb}: parameter {name} is not in hwlib.study.params.KNOBS"
             check_param(name, parse_value(info["default"]))
 
 
 def test_device_choice():
     import torch
 
-    from hwlib.device import pick_device
+    from hwlib.study.torch_device import pick_device
 
     assert pick_device("cpu").type == "cpu"
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -113,7 +113,7 @@ def test_device_choice():
 
 
 def test_chapter_settings_override_the_shared_ones(monkeypatch):
-    from hwlib import profiles
+    from hwlib.study import profiles
 
     monkeypatch.setitem(profiles.CHAPTER_PROFILES["hasgd"], "smoke", {"epochs": 7})
     assert resolve("smoke", "hasgd", epochs=None)["epochs"] == 7

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hwlib import pipeline, status
+from hwlib.study import pipeline, status
 
 NB = Path("notebooks/sddhr/01_conductance_moments.ipynb")
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from hwlib import scorecard
+from hwlib.study import scorecard
 from hwlib.errors import ParameterError
-from hwlib.store import ResultStore
+from hwlib.study.store import ResultStore
 
 from experiments import noise
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from hwlib.errors import ParameterError
-from hwlib.store import ResultStore
-from hwlib.sweep import default_workers, run_sweep
+from hwlib.study.store import ResultStore
+from hwlib.study.sweep import default_workers, run_sweep
 
 from experiments import counted, noise
 
@@ -97,3 +97,56 @@ def test_same_seed_same_numbers_across_processes(tmp_path):
                              capture_output=True, text=True, check=True)
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     assert runs[0] == runs[1]  # bit-identical on the CPU
+
+
+KILLED = """
+import sys
+from hwlib.study.store import ResultStore
+from hwlib.study.sweep import run_sweep
+sys.path.insert(0, sys.argv[2])
+from experiments import sleepy
+configs = [{"pids": sys.argv[3], "seconds": 120, "i": i} for i in range(2)]
+run_sweep(sleepy, configs, ResultStore("smoke", root=sys.argv[1]), workers=2)
+"""
+
+
+def test_killing_the_parent_leaves_no_live_worker(tmp_path):
+    import os
+    import signal
+    import time
+
+    pids = tmp_path / "pids"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, str(tmp_path / "r"), str(TESTS),
+                             str(pids)], start_new_session=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and len(list(pids.glob("*"))
+                                             if pids.exists() else []) < 2:
+            time.sleep(0.2)
+        workers = [int(p.name) for p in pids.iterdir()]
+        assert len(workers) == 2, "the workers did not start"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+        def alive(pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            with open(f"/proc/{pid}/stat") as f:  # a zombie is not alive
+                return f.read().split(")")[-1].split()[0] != "Z"
+
+        deadline = time.time() + 10
+        while time.time() < deadline and any(alive(p) for p in workers):
+            time.sleep(0.2)
+        assert not [p for p in workers if alive(p)], "orphaned workers still running"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_an_empty_sweep_is_refused(tmp_path):
+    with pytest.raises(ParameterError, match="empty sweep"):
+        run_sweep(noise, [], ResultStore("smoke", tmp_path))

@@ -11,6 +11,11 @@ Backends, chosen by configuration:
   default the number of cores.
 * ``dask``: a Dask cluster (``HWLIB_BACKEND=dask``, ``HWLIB_DASK_SCHEDULER=tcp://host:port``;
   without an address a local cluster is started).
+
+Each run records the entries it read (:func:`hwlib.study.store.track_inputs`) and its torch
+thread count in the provenance of its result. A local worker exits by itself within a second
+when the process that started it dies (killed by a signal, say), so that no orphaned worker
+keeps computing.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import threading
 import time
 from typing import Any, Iterable, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
-from .errors import ParameterError
-from .store import Entry, Experiment, ResultStore
+from ..errors import ParameterError
+from .store import Entry, Experiment, ResultStore, one_thread, track_inputs, using
 
 BACKENDS = ("loky", "dask")
 
@@ -47,41 +53,64 @@ def default_backend() -> str:
     return value
 
 
-def one_thread() -> None:
-    """Limit this process to one torch (and BLAS) thread."""
-    import torch
-
-    if torch.get_num_threads() != 1:
-        torch.set_num_threads(1)
+_WATCHDOG: list[threading.Thread] = []
 
 
-def _run_one(exp: Experiment, index: int, config: dict[str, Any]
-             ) -> tuple[int, dict[str, Any], float]:
-    one_thread()
+def _exit_with_parent(interval_s: float = 0.5) -> None:
+    """In a worker process: a daemon thread that ends the process when its parent dies (the
+    worker is then re-parented, so its parent's pid changes)."""
+    if _WATCHDOG:
+        return
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    thread = threading.Thread(target=watch, name="hwlib-exit-with-parent", daemon=True)
+    thread.start()
+    _WATCHDOG.append(thread)
+
+
+def worker_init() -> int:
+    """What every computation sets first: one torch thread and, in a worker process, exit
+    with the parent. Returns the thread count."""
+    if multiprocessing.parent_process() is not None:
+        _exit_with_parent()
+    return one_thread()
+
+
+def _run_one(exp: Experiment, index: int, config: dict[str, Any], spec: dict[str, Any]
+             ) -> tuple[int, dict[str, Any], float, list[dict[str, Any]], int]:
+    threads = worker_init()
     start = time.perf_counter()
-    if multiprocessing.parent_process() is not None:  # a worker: only the parent draws bars
-        with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+    with track_inputs() as inputs, using(ResultStore.from_spec(spec)):
+        if multiprocessing.parent_process() is not None:  # a worker: only the parent draws
+            with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+                result = exp(config)
+        else:
             result = exp(config)
-    else:
-        result = exp(config)
-    return index, result, time.perf_counter() - start
+    return index, result, time.perf_counter() - start, inputs, threads
 
 
-def _loky(exp: Experiment, todo: list[tuple[int, dict]], workers: int) -> Iterable:
+def _loky(exp: Experiment, todo: list[tuple[int, dict]], workers: int,
+          spec: dict[str, Any]) -> Iterable:
     from joblib import Parallel, delayed, parallel_config
 
     if workers == 1:  # in-process: no pool to start
         for i, cfg in todo:
-            yield _run_one(exp, i, cfg)
+            yield _run_one(exp, i, cfg, spec)
         return
     with parallel_config(backend="loky", inner_max_num_threads=1):
         yield from Parallel(n_jobs=workers, return_as="generator_unordered")(
-            delayed(_run_one)(exp, i, cfg) for i, cfg in todo
+            delayed(_run_one)(exp, i, cfg, spec) for i, cfg in todo
         )
 
 
 def _dask(exp: Experiment, todo: list[tuple[int, dict]], workers: int,
-          scheduler: str | None) -> Iterable:
+          scheduler: str | None, spec: dict[str, Any]) -> Iterable:
     from dask.distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -92,7 +121,7 @@ def _dask(exp: Experiment, todo: list[tuple[int, dict]], workers: int,
                                dashboard_address=None)
         client = Client(cluster)
     try:
-        futures = [client.submit(_run_one, exp, i, cfg, pure=False) for i, cfg in todo]
+        futures = [client.submit(_run_one, exp, i, cfg, spec, pure=False) for i, cfg in todo]
         for fut in as_completed(futures):
             yield fut.result()
     finally:
@@ -120,6 +149,8 @@ def run_sweep(exp: Experiment, configs: Sequence[Mapping[str, Any]], store: Resu
     Returns:
         One entry per config, in the order of ``configs``.
     """
+    if not configs:
+        raise ParameterError(f"{exp.name}: no configs to run (an empty sweep)")
     workers = default_workers() if workers is None else workers
     backend = default_backend() if backend is None else backend
     if backend not in BACKENDS:
@@ -130,12 +161,12 @@ def run_sweep(exp: Experiment, configs: Sequence[Mapping[str, Any]], store: Resu
     todo = [(i, c) for i, c in enumerate(configs) if entries[i] is None]
     if todo:
         workers = max(1, min(workers, len(todo)))
-        runs = (_dask(exp, todo, workers, scheduler) if backend == "dask"
-                else _loky(exp, todo, workers))
+        runs = (_dask(exp, todo, workers, scheduler, store.spec()) if backend == "dask"
+                else _loky(exp, todo, workers, store.spec()))
         bar = tqdm(total=len(configs), initial=len(configs) - len(todo),
                    desc=desc or exp.name, leave=False)
-        for i, result, wall in runs:
-            entries[i] = store.save(exp, configs[i], result, wall, device)
+        for i, result, wall, inputs, threads in runs:
+            entries[i] = store.save(exp, configs[i], result, wall, device, inputs, threads)
             bar.update()
         bar.close()
     return entries  # type: ignore[return-value]

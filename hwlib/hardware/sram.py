@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Sequence
 
@@ -38,8 +39,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cifar_models import block_of
-from .errors import ParameterError, check_probability
+from ..errors import ParameterError, check_probability
+from .base import Chip, Hardware
 
 #: The paper's fit of eq. (1) to 65 nm SRAM data (its source data is not available here).
 A_PAPER = 12.8
@@ -93,6 +94,37 @@ class EnergyModel:
         with np.errstate(divide="ignore"):
             out = np.minimum(1.0, -np.log(p_arr) / self.a)
         return float(out) if out.ndim == 0 else out
+
+
+# --- blocks: which memories a blockwise policy gives which rate ----------------------------------
+
+_LAYER = re.compile(r"^layer([1-4])(\.|$)")
+
+
+def block_of(name: str, model: nn.Module | None = None) -> int:
+    """The block (1 to 4) a module or parameter belongs to, from its qualified name: the
+    convention of the four-stage networks of :mod:`hwlib.models.resnets` (and of torchvision's
+    ResNets), whose stages are ``layer1`` to ``layer4``.
+
+    Modules under ``layerK`` belong to block K; the stem (registered before ``layer1``)
+    to block 1; the head (registered after ``layer4``) to block 4. Models without
+    ``layerK`` stages give 0 (no blocks: only uniform fault rates apply).
+
+    Args:
+        name: a qualified module or parameter name, e.g. ``layer2.0.conv1.weight``.
+        model: the model, to tell the stem from the head (default: by the names of the
+            four architectures here: ``conv1``, ``bn1`` and ``relu`` are the stem).
+    """
+    m = _LAYER.match(name)
+    if m:
+        return int(m.group(1))
+    top = name.split(".")[0]
+    if model is not None:
+        order = [n for n, _ in model.named_children()]
+        if "layer1" not in order or top not in order:
+            return 0
+        return 1 if order.index(top) < order.index("layer1") else 4
+    return 1 if top in ("conv1", "bn1", "relu") else 4
 
 
 # --- counting memory accesses -----------------------------------------------------------------
@@ -505,8 +537,7 @@ class FaultConfig:
                    None if br is None else tuple(br))
 
 
-@dataclass
-class FaultyChip:
+class FaultyChip(Chip):
     """One hardware instance: a chip at one operating point, with its own fixed fault map.
 
     The weight memories' faulty cells are drawn once per parameter tensor; the activation
@@ -514,14 +545,21 @@ class FaultyChip:
     same cells for every input). Everything is reproducible from ``seed``: tensor ``k`` of
     kind ``m`` (0 weights, 1 activations) uses a generator seeded from ``(seed, m, k)``.
 
+    Faulty weights are written into the parameters while the chip is attached (and restored
+    exactly on exit); activation faults are applied by forward hooks at every
+    stored-activation site. In training, gradients are taken at the faulty values; an erased
+    weight (erasure model) gets no gradient.
+
     Args:
-        config: the operating point.
+        config: the operating point (a :class:`FaultConfig` or an :class:`SRAMFaults`).
         seed: the chip.
     """
 
-    config: FaultConfig
-    seed: int = 0
-    _maps: dict = field(default_factory=dict, repr=False)
+    def __init__(self, config: "FaultConfig | SRAMFaults", seed: int = 0) -> None:
+        hardware = config if isinstance(config, SRAMFaults) else SRAMFaults(config)
+        super().__init__(hardware, int(seed))
+        self.config = hardware.fault_config
+        self._maps: dict = {}
 
     def weight_map(self, k: int, numel: int, rate: float) -> FaultMap:
         """The fault map of parameter tensor ``k`` (cached)."""
@@ -547,11 +585,7 @@ class FaultyChip:
 
     @contextlib.contextmanager
     def attached(self, model: nn.Module) -> Iterator[nn.Module]:
-        """Run ``model`` on this chip inside the ``with`` block.
-
-        Faulty weights are written into the parameters once (and restored on exit);
-        activation faults are applied by forward hooks at every stored-activation site.
-        """
+        """Run ``model`` on this chip inside the ``with`` block (see the class text)."""
         saved: list[tuple[torch.Tensor, torch.Tensor]] = []
         handles = []
         try:
@@ -562,6 +596,12 @@ class FaultyChip:
                         fmap = self.weight_map(k, p.numel(), rate).to(p.device)
                         saved.append((p, p.detach().clone()))
                         p.copy_(fmap.apply(p))
+                        if self.config.model == "erasure" and p.requires_grad and len(
+                                fmap.index):
+                            keep = torch.ones(p.numel(), dtype=p.dtype, device=p.device)
+                            keep[fmap.index] = 0
+                            keep = keep.view_as(p)
+                            handles.append(p.register_hook(lambda g, keep=keep: g * keep))
             for k, (name, mod) in enumerate(activation_sites(model)):
                 rate = self.config.rate_of(block_of(name, model), "activations")
                 if rate <= 0:
@@ -582,68 +622,99 @@ class FaultyChip:
                     p.copy_(original)
 
 
-# --- the erasure regularizer -------------------------------------------------------------------
+class ErasureChip(Chip):
+    """Erasures drawn anew at every forward pass: the erasure regularizer of Sec. V, as the
+    fresh chip of one training step.
 
-
-class ErasureRegularizer:
-    """Erasures in the forward pass of training (Sec. V): a piece for any training loop.
-
-    At every forward pass each weight (every trainable parameter) and each stored activation
-    value is set to zero with probability ``p_e``, drawn anew; the surviving values are not
-    rescaled (a faulty memory does not rescale them, unlike inverted dropout). Gradients flow
-    through the surviving values. Evaluation (``torch.no_grad`` or ``p_e = 0``) is the plain
-    model.
+    While attached, each weight (every trainable parameter) is zero with probability ``p_e``
+    (one draw per attachment), and each stored activation value of each forward pass with
+    probability ``p_e`` (drawn per value, so every sample of a batch sees its own erasures);
+    the surviving values are not rescaled (a faulty memory does not rescale them, unlike
+    inverted dropout). Gradients flow through the surviving values only.
 
     Args:
-        p_e: erasure probability (the paper trains at ``p_e = 2p`` for a test fault rate p).
-        targets: ``weights``, ``activations`` or ``both``.
-        block_rates: per-block erasure probabilities for blocks 1..4 (overrides ``p_e``; for
-            combining the regularizer with the blockwise policy), or None.
+        hardware: an :class:`SRAMFaults` of the erasure model.
         generator: the random source (default: torch's global one).
-
-    Example:
-        >>> reg = ErasureRegularizer(p_e=0.02)
-        >>> loss = F.cross_entropy(reg(model, x), y)   # in place of model(x)
     """
 
-    def __init__(self, p_e: float, targets: str = "both",
-                 block_rates: Sequence[float] | None = None,
-                 generator: torch.Generator | None = None) -> None:
-        self.config = FaultConfig("erasure", p_e, targets,
-                                  None if block_rates is None else tuple(block_rates))
-        self.p_e = self.config.rate
+    def __init__(self, hardware: "SRAMFaults", generator: torch.Generator | None = None
+                 ) -> None:
+        super().__init__(hardware, None)
+        self.config = hardware.fault_config
         self.generator = generator
 
-    def _erase(self, t: torch.Tensor, rate: float) -> torch.Tensor:
-        if rate <= 0:
-            return t
+    def _keep(self, t: torch.Tensor, rate: float) -> torch.Tensor:
         u = (torch.rand(t.shape, generator=self.generator, device=t.device, dtype=t.dtype)
              if self.generator is not None else torch.rand_like(t))
-        return t * (u >= rate).to(t.dtype)
+        return (u >= rate).to(t.dtype)
 
-    @property
-    def active(self) -> bool:
-        """Whether any memory is erased."""
-        c = self.config
-        return (c.rate > 0) if c.block_rates is None else any(r > 0 for r in c.block_rates)
-
-    def __call__(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """The model's output on ``x`` with erasures (when training with ``p_e > 0``)."""
-        if not self.active or not torch.is_grad_enabled():
-            return model(x)
+    @contextlib.contextmanager
+    def attached(self, model: nn.Module) -> Iterator[nn.Module]:  # noqa: D102
         handles = []
-        for name, mod in activation_sites(model):
-            rate = self.config.rate_of(block_of(name, model), "activations")
-            if rate > 0:
-                handles.append(mod.register_forward_hook(
-                    lambda _m, _i, out, rate=rate: self._erase(out, rate)))
+        saved: list[tuple[torch.Tensor, torch.Tensor]] = []
         try:
-            params = {n: self._erase(p, self.config.rate_of(block_of(n, model), "weights"))
-                      for n, p in model.named_parameters()}
-            return torch.func.functional_call(model, params, (x,))
+            for name, mod in activation_sites(model):
+                rate = self.config.rate_of(block_of(name, model), "activations")
+                if rate > 0:
+                    handles.append(mod.register_forward_hook(
+                        lambda _m, _i, out, rate=rate: out * self._keep(out, rate)))
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    rate = self.config.rate_of(block_of(n, model), "weights")
+                    if rate <= 0:
+                        continue
+                    keep = self._keep(p, rate)
+                    saved.append((p, p.detach().clone()))
+                    p.mul_(keep)
+                    if p.requires_grad:
+                        handles.append(p.register_hook(lambda g, keep=keep: g * keep))
+            yield model
         finally:
             for h in handles:
                 h.remove()
+            with torch.no_grad():
+                for p, original in saved:
+                    p.copy_(original)
+
+
+class SRAMFaults(Hardware):
+    """SRAM at low supply voltage: bit-cell faults in the weight and activation memories
+    (Boukli Hacene et al.), at one operating point.
+
+    Args:
+        config: the operating point: bit masking (``bm``, every bit cell faulty with
+            probability p) or erasures (``erasure``, every value zeroed with probability
+            p_e), on ``weights``, ``activations`` or ``both``, at one rate or a rate per block.
+        **fields: or the fields of :class:`FaultConfig` (``model``, ``rate``, ``targets``,
+            ``block_rates``).
+
+    A fresh chip of the erasure model (one training step) is an :class:`ErasureChip`:
+    erasure training is training on a fresh chip per step.
+    """
+
+    family = "sram"
+
+    def __init__(self, config: FaultConfig | None = None, **fields) -> None:
+        super().__init__()
+        if config is not None and fields:
+            raise ParameterError("SRAMFaults: give a FaultConfig or its fields, not both")
+        self.fault_config = config if config is not None else FaultConfig(**fields)
+
+    def _sample(self, seed: int) -> FaultyChip:
+        return FaultyChip(self, seed)
+
+    def fresh(self, generator: torch.Generator | None) -> Chip:  # noqa: D102
+        if self.fault_config.model == "erasure":
+            return ErasureChip(self, generator)
+        return super().fresh(generator)
+
+    @property
+    def is_ideal(self) -> bool:  # noqa: D102
+        c = self.fault_config
+        return c.rate == 0 and (c.block_rates is None or not any(c.block_rates))
+
+    def config(self) -> dict:  # noqa: D102
+        return {"family": self.family, **self.fault_config.as_dict()}
 
 
 def count_outputs(model: nn.Module, input_shape: Sequence[int], kinds: tuple[type, ...]

@@ -4,8 +4,14 @@ Executed copies land in ``_build/jb/notebooks/...``, the folder the book is buil
 ``make book`` executes a notebook only when its executed copy is missing, was run at another
 profile, or is older than the notebook's source or the hwlib code; a copy made by
 ``make notebook`` (or ``python -m hwlib run``) with custom parameters is therefore kept and
-shown by the next ``make book``. Long computations inside a notebook go through the results
-store, so re-executing a notebook whose results are stored and fresh takes seconds.
+shown by the next ``make book``, under a banner that names its overrides (its results live in
+their own namespace of the store, never replacing the book's). Long computations inside a
+notebook go through the results store, so re-executing a notebook whose results are stored and
+fresh takes seconds.
+
+Before the kernel starts, :func:`validate` checks everything that can be checked without
+computing: the profile, every parameter and the relations between them, ``HWLIB_WORKERS``,
+and that the datasets the notebook reads are on disk (or can be downloaded).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,8 +30,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import HwlibError, ParameterError
-from .params import check_param, check_profile
+from ..errors import HwlibError, ParameterError
+from .params import check_param, check_profile, resolve
 from .provenance import PACKAGE_DIR, PROJECT_ROOT, utc_now
 
 #: The folder holding ``_build``: ``$HWLIB_BUILD_ROOT``, default the project root. Tests
@@ -58,25 +65,45 @@ def toc_notebooks(root: Path = PROJECT_ROOT) -> list[Path]:
             if (root / (f + ".ipynb")).exists()]
 
 
-def notebook_parameters(nb: Path) -> dict[str, Any]:
-    """The names and default values of the notebook's ``parameters`` cell."""
-    import papermill
+def validate(nb: Path, profile: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Fail before any compute on an unknown profile, parameter name or bad value, a bad
+    relation between parameters, a bad ``HWLIB_WORKERS`` or a dataset that cannot be had.
 
-    info = papermill.inspect_notebook(str(PROJECT_ROOT / nb))
-    if "PROFILE" not in info:
-        raise HwlibError(f"{nb}: its parameters cell has no PROFILE")
-    return info
+    Returns:
+        The notebook's parameters as they will resolve (profile defaults filled in).
+    """
+    from ..data import ensure_available
+    from .session import chapter_of, notebook_defaults
+    from .sweep import default_backend, default_workers
 
-
-def validate(nb: Path, profile: str, overrides: Mapping[str, Any]) -> None:
-    """Fail before any compute on an unknown profile, parameter name or bad value."""
     check_profile(profile)
     if not (PROJECT_ROOT / nb).exists():
         raise ParameterError(f"notebook {str(nb)!r} not found; allowed: "
                              + ", ".join(str(n) for n in toc_notebooks()))
-    names = set(notebook_parameters(nb))
+    defaults = notebook_defaults(nb)
+    if "PROFILE" not in defaults:
+        raise HwlibError(f"{nb}: its parameters cell has no PROFILE")
+    names = set(defaults)
     for name, value in overrides.items():
-        check_param(name, value, names)
+        check_param(name, value, names, chapter_of(nb))
+    knobs = {k: v for k, v in {**defaults, **overrides}.items() if k != "PROFILE"}
+    params = resolve(profile, chapter_of(nb), **knobs)
+    default_workers()
+    default_backend()
+    for ds in [*(params.get("datasets") or []), *([params["dataset"]] if params.get("dataset")
+                                                  else [])]:
+        ensure_available(ds)
+    return params
+
+
+def notebook_parameters(nb: Path) -> dict[str, Any]:
+    """The names and default values of the notebook's ``parameters`` cell."""
+    from .session import notebook_defaults
+
+    info = notebook_defaults(nb)
+    if "PROFILE" not in info:
+        raise HwlibError(f"{nb}: its parameters cell has no PROFILE")
+    return info
 
 
 def package_fingerprint() -> str:
@@ -120,7 +147,90 @@ def needs_run(nb: Path, profile: str) -> str | None:
         return "notebook changed"
     if meta.get("hwlib_fingerprint") != package_fingerprint():
         return "hwlib changed"
+    if meta.get("stale") and os.environ.get("HWLIB_ALLOW_STALE", "") in ("", "0"):
+        return "it shows stale results"
     return None
+
+
+RUN_DIR = BUILD / ".run"
+"""Where a running notebook's manifest of store reads and writes is kept."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_manifests() -> None:
+    """Remove the manifests of runs whose process is gone (killed before cleaning up)."""
+    for path in RUN_DIR.glob("manifest-*.jsonl") if RUN_DIR.exists() else []:
+        try:
+            pid = int(path.stem.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if not _pid_alive(pid):
+            path.unlink(missing_ok=True)
+
+
+#: A glued value in a page's text: ``{glue:text}`name:fmt``` and the like.
+GLUE_ROLE = re.compile(r"(\{glue(?::[a-z]+)?\}`[^`]+`)")
+STALE_MARK = " *(stale)*"
+
+
+def _banner(meta: Mapping[str, Any]) -> str | None:
+    """The admonition shown at the top of a page from a custom run or with stale results."""
+    parts = []
+    if meta.get("overrides"):
+        params = ", ".join(f"`{k}={v!r}`" for k, v in meta["overrides"].items())
+        parts.append(f"This page shows a **custom run** at the `{meta['profile']}` profile, "
+                     f"with {params}, not the book's defaults. Its results and verdicts are "
+                     f"kept apart (`results/{meta['profile']}/{meta['namespace']}/`) and do not "
+                     "change the book's scorecard.")
+    if meta.get("stale"):
+        parts.append(f"**Stale results**: {meta['stale']} of the stored results on this page "
+                     "were computed by code that has since changed, or from entries that have "
+                     "(`HWLIB_ALLOW_STALE=1`). Every table, figure and number below may be "
+                     "out of date; glued numbers are marked *(stale)*.")
+    if not parts:
+        return None
+    kind = "warning" if meta.get("stale") else "note"
+    return f":::{{{kind}}}\n" + "\n\n".join(parts) + "\n:::"
+
+
+def annotate(doc: dict[str, Any], meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Make an executed notebook's page say how it was run.
+
+    * papermill's injected-parameters cell is removed from the page (``remove-cell``);
+    * a custom run or stale results get a banner under the title;
+    * with stale results, every glued value in the text is marked *(stale)*.
+    """
+    for cell in doc["cells"]:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if meta.get("stale") and cell["cell_type"] == "markdown":
+            text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell[
+                "source"]
+            cell["source"] = GLUE_ROLE.sub(lambda m: m.group(1) + STALE_MARK, text)
+    banner = _banner(meta)
+    if banner:
+        cell = {"cell_type": "markdown", "id": "hwlib-run-banner",
+                "metadata": {"tags": ["hwlib-banner"]}, "source": banner}
+        doc["cells"].insert(1, cell)
+    return doc
+
+
+def _profile_and_overrides(profile: str, overrides: Mapping[str, Any]
+                           ) -> tuple[str, dict[str, Any]]:
+    """The profile a run uses: ``PROFILE`` among the overrides wins over ``profile`` (so
+    ``make notebook P="PROFILE=smoke"`` runs, and is labelled, at smoke)."""
+    overrides = dict(overrides)
+    return overrides.pop("PROFILE", profile), overrides
 
 
 def run_notebook(nb: Path, profile: str = "book", overrides: Mapping[str, Any] | None = None,
@@ -129,7 +239,7 @@ def run_notebook(nb: Path, profile: str = "book", overrides: Mapping[str, Any] |
 
     Args:
         nb: the notebook, relative to the project root.
-        profile: ``smoke``, ``book`` or ``paper``.
+        profile: ``smoke``, ``book`` or ``paper`` (a ``PROFILE`` among ``overrides`` wins).
         overrides: parameter values injected by papermill.
         quiet: print nothing.
 
@@ -138,15 +248,19 @@ def run_notebook(nb: Path, profile: str = "book", overrides: Mapping[str, Any] |
     """
     import papermill
 
-    overrides = dict(overrides or {})
+    from .session import overrides_of
+
+    profile, overrides = _profile_and_overrides(profile, overrides or {})
     validate(nb, profile, overrides)
+    effective = overrides_of(nb, overrides)
     out = executed_path(nb)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, manifest = tempfile.mkstemp(prefix="hwlib-manifest-", suffix=".jsonl")
-    os.close(fd)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    _clean_manifests()
+    manifest = RUN_DIR / f"manifest-{os.getpid()}-{time.time_ns()}.jsonl"
     tmp = out.with_name(f".tmp-{out.name}")
     env_before = os.environ.get("HWLIB_MANIFEST")
-    os.environ["HWLIB_MANIFEST"] = manifest
+    os.environ["HWLIB_MANIFEST"] = str(manifest)
     start = time.perf_counter()
     if not quiet:
         print(f"executing {nb} (profile {profile}"
@@ -155,27 +269,39 @@ def run_notebook(nb: Path, profile: str = "book", overrides: Mapping[str, Any] |
         papermill.execute_notebook(
             str(PROJECT_ROOT / nb), str(tmp), parameters={"PROFILE": profile, **overrides},
             cwd=str(PROJECT_ROOT), progress_bar=False, kernel_name="python3")
+        records = [json.loads(line) for line in manifest.read_text().splitlines() if line] \
+            if manifest.exists() else []
     except papermill.PapermillExecutionError as err:
         raise HwlibError(f"{nb} failed in cell {err.exec_count}: {err.ename}: {err.evalue} "
                          f"(executed copy: {tmp})") from None
     finally:
+        manifest.unlink(missing_ok=True)
         if env_before is None:
             os.environ.pop("HWLIB_MANIFEST", None)
         else:
             os.environ["HWLIB_MANIFEST"] = env_before
     wall = time.perf_counter() - start
-    entries = [json.loads(line) for line in Path(manifest).read_text().splitlines() if line]
-    Path(manifest).unlink(missing_ok=True)
+    sessions = [r for r in records if r.get("action") == "session"]
+    entries = [r for r in records if r.get("action") != "session"]
+    ran = sessions[-1] if sessions else {"profile": profile, "namespace": "",
+                                         "overrides": effective}
+    if ran["profile"] != profile:
+        raise HwlibError(f"{nb} ran at profile {ran['profile']!r}, asked for {profile!r}")
+    latest = {str(e.get("path")): e for e in entries}
     doc = json.loads(tmp.read_text())
-    doc["metadata"]["hwlib"] = {
-        "profile": profile,
-        "overrides": overrides,
+    meta = {
+        "profile": ran["profile"],
+        "namespace": ran.get("namespace", ""),
+        "overrides": ran.get("overrides", effective),
         "source_sha": _sha(PROJECT_ROOT / nb),
         "hwlib_fingerprint": package_fingerprint(),
         "executed": utc_now(),
         "wall_time_s": round(wall, 2),
+        "stale": sum(bool(e.get("stale")) for e in latest.values()),
         "entries": entries,
     }
+    doc["metadata"]["hwlib"] = meta
+    annotate(doc, meta)
     tmp.write_text(json.dumps(doc, indent=1))
     os.replace(tmp, out)
     if not quiet:

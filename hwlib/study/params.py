@@ -12,10 +12,22 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import ParameterError
+from ..errors import ParameterError
 from .profiles import CHAPTER_PROFILES, DEFAULT_PROFILE, PROFILES, settings
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
+#: Images in the training and test splits of each dataset (the published sizes).
+SPLIT_SIZES = {"mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000),
+               "cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000),
+               "svhn": (73_257, 26_032)}
+#: The smallest Monte Carlo sample the notebooks accept: their standard errors (of means and
+#: of variances, from sample moments) and the z scores built on them need a sample large
+#: enough for the central limit theorem; 100 is the usual floor.
+MIN_MC_SAMPLES = 100
+#: The largest relative resistance spread sigma/mu the MRAM notebooks accept: beyond 1 a
+#: Gaussian resistance is non-positive in more than 16 % of the cells, and the model means
+#: nothing.
+MAX_SIGMA_REL = 1.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,7 @@ class Knob:
         hi: largest allowed value (inclusive).
         choices: the allowed values, for strings.
         nullable: ``None`` is allowed and means "the profile's value".
+        length: for a list, the number of elements it must have (``None``: any, >= 1).
     """
 
     kind: str
@@ -39,6 +52,7 @@ class Knob:
     hi: float | None = None
     choices: tuple[str, ...] | None = None
     nullable: bool = False
+    length: int | None = None
 
     def allowed(self) -> str:
         """A short phrase saying what is allowed."""
@@ -54,7 +68,8 @@ class Knob:
         else:
             what = f"a {base}"
         if self.kind.startswith("list["):
-            what = f"a non-empty list, each element {what}"
+            size = f"a list of {self.length}" if self.length else "a non-empty list"
+            what = f"{size}, each element {what}"
         if self.nullable:
             what += " (or None for the profile's value)"
         return what
@@ -64,8 +79,10 @@ KNOBS: dict[str, Knob] = {
     # --- common to every notebook -------------------------------------------------------
     "PROFILE": Knob("str", "execution profile", choices=tuple(PROFILES)),
     "seed": Knob("int", "base random seed; instance i uses seed + i", lo=0),
-    "device": Knob("str", "torch device", choices=("auto", "cpu", "cuda"), nullable=True),
-    "mc_samples": Knob("int", "Monte Carlo draws per sweep point", lo=1, nullable=True),
+    "torch_device": Knob("str", "the torch device computations run on (auto: CUDA when "
+                         "present)", choices=("auto", "cpu", "cuda"), nullable=True),
+    "mc_samples": Knob("int", "Monte Carlo draws per sweep point", lo=MIN_MC_SAMPLES,
+                       nullable=True),
     "n_train": Knob("int", "training images used", lo=1, nullable=True),
     "n_test": Knob("int", "test images used", lo=1, nullable=True),
     "epochs": Knob("int", "training epochs", lo=1, nullable=True),
@@ -89,19 +106,19 @@ KNOBS: dict[str, Knob] = {
     "regimes": Knob("list[str]", "training regimes to run",
                     choices=("ddhr", "ideal", "fixed", "ps_ddhr", "as_ddhr")),
     "table_scale": Knob("float", "variation multiple of Table 1", lo=0, hi=1000),
-    "model": Knob("str", "network: binarized MLP or the paper's VGG BNN", choices=("mlp", "vgg"),
-                  nullable=True),
-    "hidden": Knob("list[int]", "hidden widths of the binarized MLP", lo=1, hi=100_000),
+    "network": Knob("str", "the network: S-DDHR's binarized MLP or the paper's VGG BNN; HA-SGD's "
+                    "ReLU MLP, small CNN or WideResNet (the poster's)",
+                    choices=("mlp", "vgg", "cnn", "wrn"), nullable=True),
     "width": Knob("float", "channel multiplier of the VGG BNN (1: the paper's)", lo=1e-3, hi=8),
     # --- training --------------------------------------------------------------------------
-    "lr": Knob("float", "initial learning rate (Adam, cosine decay)", lo=1e-8, hi=10),
-    "batch_size": Knob("int", "mini-batch size", lo=1),
-    "n_test_epoch": Knob("int", "test images for the per-epoch curves", lo=1),
+    "lr": Knob("float", "initial learning rate (cosine decay to zero)", lo=1e-8, hi=10,
+               nullable=True),
+    "batch_size": Knob("int", "images per mini-batch (x^(i) of Algorithm 1)", lo=1,
+                       nullable=True),
+    "n_test_epoch": Knob("int", "test images for the per-epoch curves", lo=1, nullable=True),
     # --- hasgd ---
     "dataset": Knob("str", "the dataset the chapter trains and tests on", choices=DATASETS,
                     nullable=True),
-    "network": Knob("str", "network: ReLU MLP, small CNN or WideResNet (the poster's)",
-                    choices=("mlp", "cnn", "wrn"), nullable=True),
     "hidden_widths": Knob("list[int]", "hidden widths of the ReLU MLP", lo=1, hi=100_000,
                           nullable=True),
     "wrn_depth": Knob("int", "WideResNet depth, 6 n + 4 (28: the poster's)", lo=10, hi=1000,
@@ -110,11 +127,7 @@ KNOBS: dict[str, Knob] = {
                       nullable=True),
     "optimizer": Knob("str", "the optimizer HA-SGD drives", choices=("adam", "sgd"),
                       nullable=True),
-    "learning_rate": Knob("float", "initial learning rate (cosine decay to zero)", lo=1e-8,
-                          hi=10, nullable=True),
     "weight_decay": Knob("float", "L2 weight decay of the optimizer", lo=0, hi=1, nullable=True),
-    "minibatch_size": Knob("int", "images per mini-batch x^(i) of Algorithm 1", lo=1,
-                           nullable=True),
     "augment": Knob("bool", "random crops and flips of the training images (CIFAR)",
                     nullable=True),
     "fold": Knob("str", "folding constant s of the bias column: range-matched (Fig. 5) or s = 1",
@@ -162,8 +175,8 @@ KNOBS: dict[str, Knob] = {
                      lo=1e-3, hi=1000),
     "width_f": Knob("float", "channel multiplier of the width-F network relative to the "
                     "paper's F (1: full size)", lo=1e-3, hi=4, nullable=True),
-    "architectures": Knob("list[str]", "architectures of Table I to train and test",
-                          choices=("preactresnet18", "mobilenetv2", "senet18", "resnet18")),
+    "networks": Knob("list[str]", "the architectures of Table I to train and test",
+                     choices=("preactresnet18", "mobilenetv2", "senet18", "resnet18")),
     "momentum": Knob("float", "SGD momentum", lo=0, hi=0.999, nullable=True),
     "fault_rates": Knob("list[float]", "bit-cell fault probabilities p swept, weights and "
                         "activations", lo=0, hi=1, nullable=True),
@@ -174,7 +187,7 @@ KNOBS: dict[str, Knob] = {
     "block_fault_rates": Knob("list[float]", "fault probabilities p swept on one block at a "
                               "time", lo=0, hi=1, nullable=True),
     "block_ratios": Knob("list[float]", "blockwise policy p_B4 / p_Bi for blocks 1..4 (the "
-                         "paper's: 10, 5, 5, 1)", lo=1, hi=1e6),
+                         "paper's: 10, 5, 5, 1)", lo=1, hi=1e6, length=4),
     "policy_fault_rates": Knob("list[float]", "p_B4 of the blockwise policy, swept", lo=0, hi=1,
                                nullable=True),
     "reg_fault_rates": Knob("list[float]", "test fault rates p the erasure regularizer trains "
@@ -189,8 +202,8 @@ KNOBS: dict[str, Knob] = {
                      "network", choices=("scratch", "standard"), nullable=True),
     "reg_epochs": Knob("int", "epochs of training with the erasure regularizer", lo=1,
                        nullable=True),
-    "reg_learning_rate": Knob("float", "initial learning rate with the erasure regularizer "
-                              "(cosine decay to zero)", lo=1e-8, hi=10, nullable=True),
+    "reg_lr": Knob("float", "initial learning rate with the erasure regularizer (cosine decay "
+                   "to zero)", lo=1e-8, hi=10, nullable=True),
     "mc_chips": Knob("int", "chips drawn for the Monte Carlo check of BM's mean-square "
                      "deviation", lo=2, hi=100_000, nullable=True),
     # --- memristive ---
@@ -214,7 +227,8 @@ KNOBS: dict[str, Knob] = {
     "reset_noise": Knob("bool", "whether a reset's re-programming is a noisy programming event",
                         nullable=True),
     "w_max": Knob("list[float]", "per layer, the weight of G+ = G_max, G- = G_min (the "
-                  "conductance-to-weight scale)", lo=1e-6, hi=100, nullable=True),
+                  "conductance-to-weight scale), one per layer of 784-256-128-10", lo=1e-6,
+                  hi=100, nullable=True, length=3),
     "eta_first": Knob("float", "learning rate eta in the first epoch (batch size 1)", lo=1e-8,
                       hi=10, nullable=True),
     "eta_last": Knob("float", "learning rate eta in the last epoch (geometric in between)",
@@ -249,7 +263,8 @@ def _check_scalar(name: str, knob: Knob, base: str, value: Any) -> None:
         raise ParameterError(f"{name}={value!r}: must be {knob.allowed()}")
 
 
-def check_param(name: str, value: Any, allowed_names: set[str] | None = None) -> None:
+def check_param(name: str, value: Any, allowed_names: set[str] | None = None,
+                chapter: str | None = None) -> None:
     """Check one parameter against the registry.
 
     Args:
@@ -263,7 +278,7 @@ def check_param(name: str, value: Any, allowed_names: set[str] | None = None) ->
     if name not in KNOBS or (allowed_names is not None and name not in allowed_names):
         names = sorted(allowed_names if allowed_names is not None else KNOBS)
         raise ParameterError(f"unknown parameter {name!r}; allowed: {', '.join(names)}")
-    knob = KNOBS[name]
+    knob = CHAPTER_KNOBS.get((chapter or "", name), KNOBS[name])
     if value is None:
         if knob.nullable:
             return
@@ -272,7 +287,8 @@ def check_param(name: str, value: Any, allowed_names: set[str] | None = None) ->
         base = knob.kind[5:-1]
         if isinstance(value, tuple):
             value = list(value)
-        if not isinstance(value, list) or not value:
+        if not isinstance(value, list) or not value or (
+                knob.length is not None and len(value) != knob.length):
             raise ParameterError(f"{name}={value!r}: must be {knob.allowed()}")
         for item in value:
             try:
@@ -297,6 +313,67 @@ def check_profile(profile: str, chapter: str | None = None) -> dict[str, object]
     return settings(profile, chapter)
 
 
+def _datasets(params: Mapping[str, Any]) -> list[str]:
+    out = list(params.get("datasets") or [])
+    if params.get("dataset"):
+        out.append(params["dataset"])
+    return out
+
+
+#: Knobs whose allowed values depend on the chapter: (chapter, knob) -> the chapter's knob.
+CHAPTER_KNOBS: dict[tuple[str, str], Knob] = {
+    ("sddhr", "network"): Knob("str", "the network: binarized MLP or the paper's VGG BNN",
+                               choices=("mlp", "vgg"), nullable=True),
+    ("hasgd", "network"): Knob("str", "the network: ReLU MLP, small CNN or WideResNet (the "
+                               "poster's)", choices=("mlp", "cnn", "wrn"), nullable=True),
+}
+
+#: Knobs that count images of a split: (knob, split index 0 train / 1 test).
+IMAGE_COUNTS = (("n_train", 0), ("n_test", 1), ("n_test_epoch", 1), ("curve_images", 1),
+                ("calib_images", 0), ("hessian_images", 0))
+
+
+def check_relations(params: Mapping[str, Any]) -> None:
+    """The checks that involve several knobs (after profile defaults), before any compute.
+
+    * image counts (``n_train``, ``n_test``, ...) fit in every dataset the notebook uses;
+    * ``n_test_epoch`` is at most ``n_test``;
+    * ``table_scale`` is one of ``sigma_scales``;
+    * the largest swept spread ``sigma_rel_nominal * max(sigma_scales)`` is at most
+      :data:`MAX_SIGMA_REL`.
+
+    Raises:
+        ParameterError: one line naming the parameters and what is allowed.
+    """
+    sets = _datasets(params)
+    for name, split in IMAGE_COUNTS:
+        value = params.get(name)
+        if value is None or not sets:
+            continue
+        for ds in sets:
+            size = SPLIT_SIZES[ds][split]
+            if value > size:
+                which = "training" if split == 0 else "test"
+                raise ParameterError(f"{name}={value!r}: must be at most {size:,}, the {ds} "
+                                     f"{which} set")
+    if params.get("n_test_epoch") and params.get("n_test") and (
+            params["n_test_epoch"] > params["n_test"]):
+        raise ParameterError(f"n_test_epoch={params['n_test_epoch']!r}: must be at most "
+                             f"n_test={params['n_test']!r}")
+    scales = params.get("sigma_scales")
+    if scales and params.get("table_scale") is not None and (
+            float(params["table_scale"]) not in [float(x) for x in scales]):
+        raise ParameterError(f"table_scale={params['table_scale']!r}: must be one of "
+                             f"sigma_scales={scales!r}")
+    if scales and params.get("sigma_rel_nominal") is not None:
+        top = float(params["sigma_rel_nominal"]) * max(float(x) for x in scales)
+        if top > MAX_SIGMA_REL:
+            raise ParameterError(
+                f"sigma_scales={scales!r} with sigma_rel_nominal="
+                f"{params['sigma_rel_nominal']!r}: the largest sigma/mu is {top:g}; must be "
+                f"at most {MAX_SIGMA_REL:g} (a Gaussian resistance model means nothing beyond)")
+
+
 def resolve(profile: str = DEFAULT_PROFILE, chapter: str | None = None,
             **knobs: Any) -> dict[str, Any]:
     """Check every knob and fill the ``None`` ones from the profile.
@@ -312,10 +389,11 @@ def resolve(profile: str = DEFAULT_PROFILE, chapter: str | None = None,
     settings = check_profile(profile, chapter)
     out: dict[str, Any] = {"PROFILE": profile}
     for name, value in knobs.items():
-        check_param(name, value)
+        check_param(name, value, chapter=chapter)
         if value is None and name in settings:
             value = settings[name]
         out[name] = value
+    check_relations(out)
     return out
 
 

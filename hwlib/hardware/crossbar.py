@@ -20,7 +20,8 @@ Pieces, each composing with any torch model:
   a crossbar (a convolution as the crossbar of its unrolled kernel matrix); draws one
   perturbation of all of them (one hardware instance) and restores the weights.
 * :class:`ADC`: each crossbar's output quantized to ``2**B`` levels over a calibrated range.
-* :func:`accuracy_on_instances`: test accuracy on several hardware instances.
+* :class:`AnalogCrossbar`: the family behind the hardware interface (one chip: one draw of
+  the perturbation, with the ADCs if any).
 
 Normalization layers, activations and pooling are digital and exact.
 """
@@ -29,16 +30,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+import weakref
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ParameterError
-from .evaluation import accuracy
+from ..errors import ParameterError
+from .base import Chip, Hardware
 
 #: Rules for the folding constant s of the bias column (Fig. 5).
 FOLDS = ("range", "unit")
@@ -388,38 +390,94 @@ class ADC:
                 h.remove()
 
 
-# --- evaluation on hardware instances -------------------------------------------------------
+# --- the family behind the hardware interface -------------------------------------------------
 
 
-@torch.no_grad()
-def accuracy_on_instances(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                          noise: GaussianPerturbation, seeds: Sequence[int],
-                          fold: str = "range", adc: ADC | None = None,
-                          batch_size: int = 1000) -> np.ndarray:
-    """Test accuracy on hardware instances: one draw of ``noise`` per seed, fixed for all of x.
+class CrossbarChip(Chip):
+    """One chip of analog crossbars: one draw of the perturbation of every crossbar of a model
+    (from its seed, or from a generator at each attachment), plus the ADCs if any.
+
+    While attached, the weights hold ``W + nu`` (in place, restored exactly on exit), so that
+    in training the gradient is taken at the perturbed point, as in Algorithm 1 of HA-SGD.
+    """
+
+    def __init__(self, hardware: "AnalogCrossbar", seed: int | None = None,
+                 generator: torch.Generator | None = None, noisy: bool = True) -> None:
+        super().__init__(hardware, seed)
+        self.generator = generator
+        self.noisy = noisy
+
+    @contextlib.contextmanager
+    def attached(self, model: nn.Module) -> Iterator[nn.Module]:  # noqa: D102
+        hw: AnalogCrossbar = self.hardware  # type: ignore[assignment]
+        noise = hw.noise if self.noisy else GaussianPerturbation(0.0, hw.noise.shift)
+        adc = hw.adc.attached(model) if hw.adc is not None else contextlib.nullcontext()
+        with adc:
+            if noise.is_zero:
+                yield model
+                return
+            bars = hw.crossbars(model)
+            gen = self.generator
+            if gen is None and self.seed is not None:
+                gen = torch.Generator(device=bars._noise.device).manual_seed(int(self.seed))
+            bars.perturb(noise, gen)
+            try:
+                yield model
+            finally:
+                bars.restore()
+
+
+class AnalogCrossbar(Hardware):
+    """Analog non-volatile-memory compute-in-memory: every Linear and Conv2d layer on a
+    crossbar whose entries are perturbed, ``W~ -> W~ + nu``, with ``nu ~ N(shift R,
+    (sigma R)^2)`` and R the crossbar's dynamic range (the HA-SGD poster's p(nu)), optionally
+    followed by low-resolution ADCs.
 
     Args:
-        model: the trained network.
-        x: test images.
-        y: their labels.
-        noise: the test perturbation p(nu).
-        seeds: one seed per instance.
-        fold: folding rule of the bias column.
-        adc: a calibrated :class:`ADC` quantizing every crossbar's output, or None.
-        batch_size: images per forward pass.
-
-    Returns:
-        One accuracy (a fraction) per seed. Without noise every entry is the noise-free accuracy.
+        noise: the perturbation (sigma, shift as fractions of the dynamic range).
+        fold: the folding constant s of the bias column: ``"range"`` (Fig. 5) or ``"unit"``.
+        adc: calibrated ADCs quantizing every crossbar's output, or None.
     """
-    model.eval()
-    bars = Crossbars(model, fold)
-    ctx = adc.attached(model) if adc is not None else contextlib.nullcontext()
 
-    with ctx:
-        if noise.is_zero:
-            return np.full(len(seeds), accuracy(model, x, y, batch_size))
-        out = []
-        for seed in seeds:
-            with bars.instance(noise, seed=seed):
-                out.append(accuracy(model, x, y, batch_size))
-    return np.array(out)
+    family = "crossbar"
+
+    def __init__(self, noise: GaussianPerturbation = GaussianPerturbation(),
+                 fold: str = "range", adc: ADC | None = None) -> None:
+        super().__init__()
+        if not isinstance(noise, GaussianPerturbation):
+            raise ParameterError(f"noise={noise!r}: must be a GaussianPerturbation")
+        self.noise = noise
+        self.fold = check_fold(fold)
+        self.adc = adc
+        self._bars: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def crossbars(self, model: nn.Module) -> Crossbars:
+        """The :class:`Crossbars` of ``model`` (built once per model; its buffers are reused)."""
+        bars = self._bars.get(model)
+        if bars is None:
+            bars = Crossbars(model, self.fold)
+            self._bars[model] = bars
+        return bars
+
+    def _sample(self, seed: int) -> CrossbarChip:
+        return CrossbarChip(self, seed)
+
+    def fresh(self, generator: torch.Generator | None) -> CrossbarChip:
+        """A chip drawn from ``generator`` when attached (one draw per attachment)."""
+        return CrossbarChip(self, None, generator)
+
+    def expected(self) -> CrossbarChip:
+        """The mean chip: the device shift but no noise (and the ADCs, if any)."""
+        return CrossbarChip(self, None, None, noisy=False)
+
+    @property
+    def deterministic(self) -> bool:  # noqa: D102
+        return self.noise.sigma == 0
+
+    @property
+    def is_ideal(self) -> bool:  # noqa: D102
+        return self.noise.is_zero and self.adc is None
+
+    def config(self) -> dict[str, Any]:  # noqa: D102
+        return {"family": self.family, "sigma": self.noise.sigma, "shift": self.noise.shift,
+                "fold": self.fold, "adc_bits": self.adc.bits if self.adc is not None else 0}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 
 def pick_device(preference: str | None = "auto") -> torch.device:
@@ -23,6 +23,6 @@ def pick_device(preference: str | None = "auto") -> torch.device:
         return torch.device("cpu")
     if preference == "cuda":
         if not torch.cuda.is_available():
-            raise ParameterError("device='cuda': no CUDA device here; use 'auto' or 'cpu'")
+            raise ParameterError("torch_device='cuda': no CUDA device here; use 'auto' or 'cpu'")
         return torch.device("cuda")
-    raise ParameterError(f"device={preference!r}: must be one of auto, cpu, cuda")
+    raise ParameterError(f"torch_device={preference!r}: must be one of auto, cpu, cuda")

@@ -20,14 +20,18 @@ Choices where the paper is silent (its foundry data is confidential and normaliz
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from .errors import ParameterError
-from .store import experiment
+from ..errors import ParameterError
+from .base import Chip, Hardware
 
 #: Default nominal relative spread sigma/mu of R_P and R_AP (this book's choice).
 SIGMA_REL_NOMINAL = 0.03
@@ -152,112 +156,6 @@ def sample_resistance(mu: float, sigma: float, shape: tuple[int, ...] | int,
     """Draw resistances R ~ N(mu, sigma^2), clipped at ``r_min_rel * mu``, ohm."""
     r = torch.randn(shape, generator=generator, dtype=dtype).mul_(sigma).add_(mu)
     return r.clamp_(min=r_min_rel * mu)
-
-
-@experiment("sddhr.conductance_mc")
-def conductance_mc(config: dict) -> dict:
-    """Monte Carlo moments and histogram of G = 1/R for one state at one variation level.
-
-    Args:
-        config: ``mu`` and ``sigma`` (ohm), ``r_min_rel``, ``n_samples``, ``seed``,
-            ``bins`` (histogram bins over mean +- 6 first-order standard deviations).
-
-    Returns:
-        ``mean``, ``var``, ``skew`` of G and their standard errors, the clipped fraction,
-        and ``hist_edges``/``hist_density`` arrays.
-    """
-    mu, sigma, n = float(config["mu"]), float(config["sigma"]), int(config["n_samples"])
-    gen = torch.Generator().manual_seed(int(config["seed"]))
-    m1, v1 = g_moments_first_order(mu, sigma)
-    half = 6 * math.sqrt(v1) if sigma > 0 else 0.5 * m1
-    edges = torch.linspace(m1 - half, m1 + half, int(config.get("bins", 120)) + 1,
-                           dtype=torch.float64)
-    counts = torch.zeros(len(edges) - 1, dtype=torch.float64)
-    s1 = s2 = s3 = s4 = 0.0
-    clipped = 0
-    done = 0
-    chunk = 1_000_000
-    while done < n:
-        k = min(chunk, n - done)
-        r = torch.randn(k, generator=gen, dtype=torch.float64).mul_(sigma).add_(mu)
-        clipped += int((r < config["r_min_rel"] * mu).sum())
-        g = r.clamp_(min=config["r_min_rel"] * mu).reciprocal_()
-        d = g - m1  # moments about the first-order mean: numerically stable
-        s1 += float(d.sum())
-        s2 += float((d * d).sum())
-        d2 = d * d
-        s3 += float((d2 * d).sum())
-        s4 += float((d2 * d2).sum())
-        counts += torch.histc(g, bins=len(counts), min=float(edges[0]), max=float(edges[-1]))
-        done += k
-    mean_d = s1 / n
-    var = s2 / n - mean_d**2
-    m2, m3, m4 = s2 / n, s3 / n, s4 / n
-    third = m3 - 3 * mean_d * m2 + 2 * mean_d**3
-    fourth = m4 - 4 * mean_d * m3 + 6 * mean_d**2 * m2 - 3 * mean_d**4
-    width = float(edges[1] - edges[0])
-    return {
-        "mean": m1 + mean_d,
-        "var": var * n / (n - 1),
-        "skew": third / var**1.5 if var > 0 else 0.0,
-        "mean_se": math.sqrt(var / n),
-        "var_se": math.sqrt(max(fourth - var**2, 0.0) / n),
-        "clipped_fraction": clipped / n,
-        "hist_edges": edges.numpy(),
-        "hist_density": (counts / (n * width)).numpy() if width > 0 else counts.numpy(),
-    }
-
-
-def moment_sweep(session, sigma_scales, sigma_rel: float = SIGMA_REL_NOMINAL,
-                 mu_p: float = MU_P_OHM, tmr: float = TMR, r_min_rel: float = R_MIN_REL,
-                 n_samples: int = 1_000_000, seed: int = 0):
-    """Monte Carlo moments of G_P and G_AP at each variation multiple, beside the closed forms.
-
-    Each (state, multiple) point is one stored experiment, run in parallel workers.
-
-    Args:
-        session: the notebook's :class:`hwlib.Session` (its store is used).
-        sigma_scales: multiples of the nominal variation.
-        sigma_rel: nominal sigma/mu.
-        mu_p: mean parallel resistance, ohm.
-        tmr: tunnel magnetoresistance ratio.
-        r_min_rel: resistance floor / mean.
-        n_samples: Monte Carlo draws per point.
-        seed: base seed; point i uses ``seed + i``.
-
-    Returns:
-        ``(table, entries)``: a DataFrame with one row per point (Monte Carlo mean and
-        variance, their standard errors, first- and second-order predictions, relative
-        errors, the clipped fraction) and the stored entries, in the same order.
-    """
-    import pandas as pd
-
-    from .sweep import run_sweep
-
-    configs, rows = [], []
-    for scale in sigma_scales:
-        cell = MRAMCell.from_variation(sigma_rel, scale, mu_p, tmr, r_min_rel)
-        for state in ("P", "AP"):
-            mu, sigma = cell.state(state)
-            configs.append({"mu": mu, "sigma": sigma, "r_min_rel": r_min_rel,
-                            "n_samples": int(n_samples), "seed": seed + len(configs),
-                            "bins": 120})
-            rows.append({"state": state, "scale": float(scale), "sigma_rel": sigma / mu,
-                         "mu": mu, "sigma": sigma})
-    entries = run_sweep(conductance_mc, configs, session.store, desc="G moments",
-                        device=str(session.device))
-    for row, entry in zip(rows, entries):
-        m1, v1 = g_moments_first_order(row["mu"], row["sigma"])
-        m2, v2 = g_moments_second_order(row["mu"], row["sigma"])
-        row.update(
-            mc_mean=entry["mean"], mc_mean_se=entry["mean_se"], mc_var=entry["var"],
-            mc_var_se=entry["var_se"], skew=entry["skew"],
-            clipped=entry["clipped_fraction"],
-            first_mean=m1, first_var=v1, second_mean=m2, second_var=v2,
-            err_first_mean=entry["mean"] / m1 - 1, err_first_var=entry["var"] / v1 - 1,
-            err_second_mean=entry["mean"] / m2 - 1, err_second_var=entry["var"] / v2 - 1,
-        )
-    return pd.DataFrame(rows), entries
 
 
 # --- In-memory XNOR matrix-vector multiply (paper, Sec. 4.2 and 4.3) -----------------------
@@ -423,3 +321,243 @@ class ArrayInstance:
         if bool((mag == 1).all()):
             return u + w_even.sum(dim=-2, keepdim=True)
         return u + mag @ w_even
+
+
+# --- how a binarized layer's columns are read out: the layer-level hardware models Z ----------
+
+
+class ExactReadout:
+    """Variability-free columns: u = W a exactly (loss (3); the expected chip)."""
+
+    name = "ideal"
+
+    def linear(self, layer: Any, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The layer's pre-activation for inputs ``a`` and binary weights ``w`` (N, M)."""
+        return F.linear(a, w)
+
+    def conv(self, layer: Any, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The convolution's pre-activation (kernels unrolled: M = C k k rows)."""
+        return F.conv2d(a, w, padding=layer.padding)
+
+
+class _ThroughExpectation(torch.autograd.Function):
+    """Forward ``u_z = a @ W_odd + abs(a) @ W_even`` (an instance); backward as ``u = a @ W^T``."""
+
+    @staticmethod
+    def forward(ctx, a, w, w_odd, even_sum):  # noqa: D102
+        ctx.save_for_backward(a, w)
+        return a @ w_odd + even_sum
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        a, w = ctx.saved_tensors
+        g2 = grad.reshape(-1, grad.shape[-1])
+        return grad @ w, g2.t() @ a.reshape(-1, a.shape[-1]), None, None
+
+
+class InstanceReadout(ExactReadout):
+    """Fixed hardware instances: every cell's resistance sampled once, reproducibly.
+
+    Args:
+        cell: the bit cells' resistance distributions (the variation level).
+        seeds: one seed per instance; instance ``s`` gives layer ``k`` the array drawn with seed
+            ``1000 * s + k``. The same seed at another variation level is the same chip with its
+            deviations scaled.
+        stacked: evaluate all instances in one pass (outputs gain a leading instance
+            dimension); otherwise exactly one seed is allowed.
+        model: ``"conductance"`` (Gaussian conductances, the paper's model) or
+            ``"resistance"`` (Gaussian resistances, G = 1/R); see
+            :meth:`ArrayInstance.sample`.
+    """
+
+    name = "instance"
+
+    def __init__(self, cell: MRAMCell, seeds: Sequence[int], stacked: bool = False,
+                 model: str = "conductance") -> None:
+        self.cell = cell
+        self.model = model
+        self.seeds = [int(s) for s in seeds]
+        self.stacked = stacked
+        if not stacked and len(self.seeds) != 1:
+            raise ParameterError(f"seeds={self.seeds}: one seed unless stacked=True")
+        self._arrays: dict[int, ArrayInstance] = {}
+
+    def array(self, layer: Any, M: int, N: int) -> ArrayInstance:
+        """The (cached) array instance of one layer."""
+        key = layer.array_index
+        if key not in self._arrays:
+            parts = [ArrayInstance.sample(M, N, self.cell, 1000 * s + key, model=self.model)
+                     for s in self.seeds]  # drawn on the CPU: the same chip on any device
+            device = layer.weight.device
+            if self.stacked:
+                arr = ArrayInstance(torch.stack([p.g_p for p in parts]).to(device),
+                                    torch.stack([p.g_ap for p in parts]).to(device), self.cell)
+            else:
+                arr = ArrayInstance(parts[0].g_p.to(device), parts[0].g_ap.to(device), self.cell)
+            self._arrays[key] = arr
+        return self._arrays[key]
+
+    def linear(self, layer, a, w):  # noqa: D102
+        arr = self.array(layer, w.shape[1], w.shape[0])
+        w_odd, w_even = arr.effective_weights(w.t())
+        even_sum = w_even.sum(dim=-2, keepdim=True)
+        if self.stacked or not torch.is_grad_enabled():
+            return a @ w_odd + even_sum
+        return _ThroughExpectation.apply(a, w, w_odd, even_sum)
+
+    def conv(self, layer, a, w):  # noqa: D102
+        n, c, kh, kw = w.shape
+        arr = self.array(layer, c * kh * kw, n)
+        w_odd, w_even = arr.effective_weights(w.reshape(n, -1).t())
+        pad = layer.padding
+
+        def as_kernel(m):
+            return m.t().reshape(n, c, kh, kw)
+
+        if self.stacked:  # conv layers: one pass per instance
+            return torch.stack([
+                F.conv2d(a[i] if a.dim() == 5 else a, as_kernel(w_odd[i]), padding=pad)
+                + F.conv2d((a[i] if a.dim() == 5 else a).abs(), as_kernel(w_even[i]),
+                           padding=pad)
+                for i in range(len(self.seeds))])
+        u_z = (F.conv2d(a, as_kernel(w_odd), padding=pad)
+               + F.conv2d(a.abs(), as_kernel(w_even), padding=pad))
+        u = F.conv2d(a, w, padding=pad)
+        return u + (u_z - u).detach()  # forward through z, gradient through E[Z]
+
+
+class ParametricReadout(ExactReadout):
+    """PS-DDHR: u_n ~ N(W a, sigma^2(a, W)), resampled at every forward pass (first order)."""
+
+    name = "ps_ddhr"
+
+    def __init__(self, cell: MRAMCell) -> None:
+        self.cell = cell
+
+    def _noisy(self, u: torch.Tensor, M: int) -> torch.Tensor:
+        std = preactivation_std(u.detach().clamp(-M, M), M, self.cell)
+        return u + std * torch.randn_like(u)
+
+    def linear(self, layer, a, w):  # noqa: D102
+        return self._noisy(F.linear(a, w), w.shape[1])
+
+    def conv(self, layer, a, w):  # noqa: D102
+        # M counts every row of the unrolled kernel, padded ones too (slightly conservative
+        # at the borders, where fewer rows are driven)
+        return self._noisy(F.conv2d(a, w, padding=layer.padding), w[0].numel())
+
+
+class ApproximateReadout(ParametricReadout):
+    """AS-DDHR: u_n ~ N(W a, sigma_A^2) with sigma_A^2 the largest of the M+1 variances."""
+
+    name = "as_ddhr"
+
+    def _noisy(self, u: torch.Tensor, M: int) -> torch.Tensor:
+        return u + as_ddhr_std(M, self.cell) * torch.randn_like(u)
+
+
+# --- the family behind the hardware interface -------------------------------------------------
+
+#: How chips are drawn: Gaussian conductances (the paper's first-order model, Sec. 4.3) or
+#: Gaussian resistances, G = 1/R (the device model behind it).
+INSTANCE_MODELS = ("conductance", "resistance")
+
+
+def array_layers(model: nn.Module) -> list[nn.Module]:
+    """The layers of ``model`` computed on XNOR arrays (binarized layers with a ``readout``:
+    :class:`hwlib.models.binary.MRAMLinear` and :class:`~hwlib.models.binary.MRAMConv2d`), in
+    module order; each gets its index (its arrays' seed offset)."""
+    layers = [m for m in model.modules() if hasattr(m, "readout") and hasattr(m, "array_index")]
+    for k, layer in enumerate(layers):
+        layer.array_index = k
+    return layers
+
+
+def set_readout(model: nn.Module, readout: ExactReadout) -> nn.Module:
+    """Read every array layer of ``model`` through ``readout`` (layers numbered in order)."""
+    for layer in array_layers(model):
+        layer.readout = readout
+    return model
+
+
+class MRAMChip(Chip):
+    """A chip of MRAM XNOR arrays: one readout for every array layer of a model.
+
+    Attaching sets each array layer's readout and restores the previous ones on exit. In
+    training, an instance's forward pass runs through the chip and its gradients through the
+    expected chip (Algorithm 1 of the paper, straight-through for the sign).
+    """
+
+    def __init__(self, hardware: "MRAMArray", readout: ExactReadout, seed: int | None = None
+                 ) -> None:
+        super().__init__(hardware, seed)
+        self.readout = readout
+
+    @contextlib.contextmanager
+    def attached(self, model: nn.Module) -> Iterator[nn.Module]:  # noqa: D102
+        layers = array_layers(model)
+        if not layers:
+            raise ParameterError(f"{type(model).__name__}: no XNOR array layers; MRAM arrays "
+                                 "compute binarized layers (hwlib.models.binary.MRAMLinear, "
+                                 "MRAMConv2d): use a binarized model")
+        saved = [layer.readout for layer in layers]
+        try:
+            for layer in layers:
+                layer.readout = self.readout
+            yield model
+        finally:
+            for layer, r in zip(layers, saved):
+                layer.readout = r
+
+
+class MRAMArray(Hardware):
+    """MRAM in-memory-computing XNOR arrays (S-DDHR): every binarized layer on arrays of bit
+    cells whose resistances vary from chip to chip.
+
+    Args:
+        cell: the bit cells' resistance distributions (the variation level).
+        instance_model: ``"resistance"`` (R ~ N(mu, sigma^2), G = 1/R, the paper's device
+            model) or ``"conductance"`` (G ~ N(1/mu, sigma^2/mu^4), its first-order form).
+
+    Chip ``s`` gives array layer ``k`` the arrays drawn with seed ``1000 s + k``; the same seed
+    at another variation level is the same chip with its deviations scaled.
+    """
+
+    family = "mram"
+
+    def __init__(self, cell: MRAMCell, instance_model: str = "resistance") -> None:
+        super().__init__()
+        if instance_model not in INSTANCE_MODELS:
+            raise ParameterError(f"instance_model={instance_model!r}: must be one of "
+                                 f"{', '.join(INSTANCE_MODELS)}")
+        self.cell = cell
+        self.instance_model = instance_model
+
+    def _sample(self, seed: int) -> MRAMChip:
+        return MRAMChip(self, InstanceReadout(self.cell, [seed], model=self.instance_model),
+                        seed)
+
+    def stacked(self, seeds: Sequence[int]) -> MRAMChip:
+        """Several chips evaluated in one pass (outputs gain a leading chip dimension; models
+        marked ``stackable``)."""
+        return MRAMChip(self, InstanceReadout(self.cell, list(seeds), stacked=True,
+                                              model=self.instance_model))
+
+    def expected(self) -> MRAMChip:  # noqa: D102
+        return MRAMChip(self, ExactReadout())
+
+    def moments(self, approximate: bool = False) -> MRAMChip:
+        """PS-DDHR: every column output drawn from N(W a, sigma^2(a, W)) at every forward pass
+        (first order); ``approximate``: AS-DDHR, one fixed sigma_A^2 (the largest level's)."""
+        return MRAMChip(self, ApproximateReadout(self.cell) if approximate
+                        else ParametricReadout(self.cell))
+
+    @property
+    def is_ideal(self) -> bool:  # noqa: D102
+        return self.cell.sigma_p == 0 and self.cell.sigma_ap == 0
+
+    def config(self) -> dict[str, Any]:  # noqa: D102
+        c = self.cell
+        return {"family": self.family, "mu_p": c.mu_p, "sigma_p": c.sigma_p, "mu_ap": c.mu_ap,
+                "sigma_ap": c.sigma_ap, "r_min_rel": c.r_min_rel,
+                "instance_model": self.instance_model}

@@ -1,5 +1,11 @@
-"""The memory-faults chapter's experiments: training runs, evaluations on faulty chips, and the
-energy reduction at equal accuracy.
+"""The memory-faults chapter: SRAM at low voltage, bit masking, erasures and the erasure
+regularizer (Boukli Hacene et al.). Training runs, evaluations on faulty chips, and the energy
+reduction at equal accuracy.
+
+Sections: configs (:func:`train_config`, :func:`fine_tune_config`, the points of each figure);
+stored experiments (:func:`train_network`, :func:`evaluate`); sweeps to frames
+(:func:`run_training`, :func:`run_points`, :func:`summarize`); readings of the figures and the
+scorecard's claims.
 
 * :func:`train_network` (stored as ``memory_faults.train_network``): one network trained on
   reliable hardware or with the erasure regularizer; its weights are stored with it.
@@ -31,14 +37,19 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import cifar_models
-from .data import DATASETS, load_dataset, normalize, random_crop_flip
-from .errors import ParameterError, check_probability
-from .evaluation import accuracy
-from .memory_faults import (BITS, EnergyModel, ErasureRegularizer, FaultConfig, FaultyChip,
-                            MemoryAccesses, bit_masking_codes,
-                            memory_accesses, quantization_scale)
-from .store import ResultStore, config_key, experiment, load_state_arrays, state_arrays
+from ..data import DATASETS, load_dataset, normalize, random_crop_flip
+from ..errors import ParameterError, check_probability
+from ..hardware.base import Ideal
+from ..hardware.sram import (BITS, EnergyModel, FaultConfig, MemoryAccesses, SRAMFaults,
+                             bit_masking_codes, blockwise_rates, memory_accesses,
+                             quantization_scale)
+from ..methods.evaluation import accuracy, accuracy_on_chips
+from ..methods.training import (FreshChip, Standard, Step, cosine_schedule, fit, optimizer_for,
+                                steps_per_epoch)
+from ..models import resnets
+from ..models.checkpoint import load_state_arrays, state_arrays
+from ..study.rules import Stat
+from ..study.store import ResultStore, config_key, current_store, experiment, note_input
 
 #: Test images are a fixed subset (this seed) shared by every evaluation.
 TEST_SUBSET_SEED = 0
@@ -59,74 +70,19 @@ def load_split(dataset: str, train: bool, n: int | None, seed: int = 0
 def build_network(arch: str, width: float, dataset: str) -> nn.Module:
     """One of the four architectures sized for a dataset's images and classes."""
     info = DATASETS[dataset]
-    return cifar_models.build(arch, info.classes, width, info.shape[0])
+    return resnets.build(arch, info.classes, width, info.shape[0])
 
 
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int,
-          batch_size: int = 128, lr: float = 0.05, momentum: float = 0.9,
-          weight_decay: float = 5e-4, seed: int = 0,
-          regularizer: ErasureRegularizer | None = None, augment: bool = False,
-          desc: str = "training") -> dict[str, list[float]]:
-    """Train with SGD (momentum, weight decay, cosine decay to zero) on cross-entropy.
-
-    Args:
-        model: any classifier.
-        x: training images, normalized, (N, C, H, W), on the model's device.
-        y: labels.
-        epochs: passes over the data (an incomplete last batch is dropped).
-        batch_size: mini-batch size.
-        lr: initial learning rate.
-        momentum: SGD momentum.
-        weight_decay: L2 penalty on every parameter.
-        seed: shuffling and augmentation seed.
-        regularizer: the erasure regularizer, or None (standard training).
-        augment: random crops and flips.
-        desc: the progress bar's label.
-
-    Returns:
-        ``loss`` (mean training loss per epoch) and ``epoch_time_s``.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                          weight_decay=weight_decay)
-    per_epoch = max(1, len(y) // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * per_epoch)
-    losses, times = [], []
-    for _ in tqdm(range(epochs), desc=desc, leave=False):
-        model.train()
-        start, total = time.perf_counter(), 0.0
-        perm = torch.randperm(len(y), generator=gen).to(y.device)
-        for i in range(per_epoch):
-            idx = perm[i * batch_size:(i + 1) * batch_size]
-            xb = x[idx]
-            if augment:
-                xb = random_crop_flip(xb, gen)
-            out = regularizer(model, xb) if regularizer is not None else model(xb)
-            loss = F.cross_entropy(out, y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach())
-        losses.append(total / per_epoch)
-        times.append(time.perf_counter() - start)
-    return {"loss": losses, "epoch_time_s": times}
-
-
-def accuracy_on_chips(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                      config: FaultConfig, seeds: Sequence[int], batch_size: int = 500
-                      ) -> np.ndarray:
+def accuracy_on_faulty_chips(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                             config: FaultConfig, seeds: Sequence[int], batch_size: int = 500
+                             ) -> np.ndarray:
     """Test accuracy on each chip (one per seed) at one operating point."""
-    out = []
-    for s in seeds:
-        with FaultyChip(config, int(s)).attached(model):
-            out.append(accuracy(model, x, y, batch_size))
-    return np.array(out)
+    return accuracy_on_chips(model, SRAMFaults(config), x, y, seeds, batch_size)
 
 
 REQUIRED_TRAIN = ("dataset", "arch", "width", "epochs", "n_train", "n_test", "batch_size", "lr",
                   "momentum", "weight_decay", "augment", "reg_pe", "reg_targets",
-                  "reg_block_rates", "init", "seed", "device")
+                  "reg_block_rates", "init", "seed", "torch_device")
 
 
 def check_train_config(config: Mapping[str, Any]) -> None:
@@ -134,16 +90,16 @@ def check_train_config(config: Mapping[str, Any]) -> None:
     missing = [k for k in REQUIRED_TRAIN if k not in config]
     if missing:
         raise ParameterError(f"training config lacks {', '.join(missing)}")
-    if config["arch"] not in cifar_models.ARCHITECTURES:
+    if config["arch"] not in resnets.ARCHITECTURES:
         raise ParameterError(f"arch={config['arch']!r}: must be one of "
-                             f"{', '.join(cifar_models.ARCHITECTURES)}")
+                             f"{', '.join(resnets.ARCHITECTURES)}")
     if config["dataset"] not in DATASETS:
         raise ParameterError(f"dataset={config['dataset']!r}: must be one of "
                              f"{', '.join(DATASETS)}")
     check_probability("reg_pe", config["reg_pe"])
 
 
-@experiment("memory_faults.train_network")
+@experiment("memory_faults.train_network", outputs=("clean_accuracy", "loss", "epoch_time_s"))
 def train_network(config: dict[str, Any]) -> dict[str, Any]:
     """Train one network and store its weights.
 
@@ -160,7 +116,7 @@ def train_network(config: dict[str, Any]) -> dict[str, Any]:
         ``loss`` and ``epoch_time_s`` per epoch.
     """
     check_train_config(config)
-    device = torch.device(config["device"])
+    device = torch.device(config["torch_device"])
     torch.manual_seed(config["seed"])
     x, y = (t.to(device) for t in load_split(config["dataset"], True, config["n_train"],
                                              config["seed"]))
@@ -171,13 +127,19 @@ def train_network(config: dict[str, Any]) -> dict[str, Any]:
     else:
         init = config["init"]
         model = copy.deepcopy(trained_network(init["train"], init["profile"], str(device)))
-    reg = None
-    if config["reg_pe"] > 0 or config["reg_block_rates"] is not None:
-        reg = ErasureRegularizer(config["reg_pe"], config["reg_targets"],
-                                 config["reg_block_rates"])
-    hist = train(model, x, y, config["epochs"], config["batch_size"], config["lr"],
-                 config["momentum"], config["weight_decay"], config["seed"], reg,
-                 config["augment"], desc=f"{config['arch']} x{config['width']:.3g}")
+    regularized = config["reg_pe"] > 0 or config["reg_block_rates"] is not None
+    hardware = SRAMFaults(model="erasure", rate=config["reg_pe"],
+                          targets=config["reg_targets"],
+                          block_rates=None if config["reg_block_rates"] is None
+                          else tuple(config["reg_block_rates"])) if regularized else Ideal()
+    opt = optimizer_for(model, "sgd", config["lr"], config["weight_decay"], config["momentum"],
+                        nesterov=False)
+    sched = cosine_schedule(opt, config["epochs"],
+                            steps_per_epoch(len(y), config["batch_size"], drop_last=True))
+    step = Step(model, opt, hardware, FreshChip() if regularized else Standard())
+    hist = fit(step, x, y, config["epochs"], config["batch_size"], config["seed"], sched,
+               random_crop_flip if config["augment"] else None, drop_last=True,
+               desc=f"{config['arch']} x{config['width']:.3g}")
     return {**state_arrays(model), "clean_accuracy": accuracy(model, xt, yt),
             "loss": np.array(hist["loss"]), "epoch_time_s": np.array(hist["epoch_time_s"])}
 
@@ -190,27 +152,32 @@ def load_network(config: Mapping[str, Any], result: Mapping[str, Any],
 
 
 @functools.lru_cache(maxsize=4)
-def _trained(key: str, profile: str, device: str, config_json: str) -> nn.Module:
+def _trained(key: str, spec_json: str, device: str, config_json: str):
     import json
 
     config = json.loads(config_json)
-    entry = ResultStore(profile).get_or_compute(train_network, config, device)
-    return load_network(config, entry.result, device)
+    store = ResultStore.from_spec(json.loads(spec_json))
+    entry = store.get_or_compute(train_network, config, device)
+    return load_network(config, entry.result, device), entry
 
 
 def trained_network(config: Mapping[str, Any], profile: str, device: str = "cpu"
                     ) -> nn.Module:
     """The network of a training config, read from the store of ``profile`` (trained and
-    stored first if missing or stale). Cached per process: do not modify it."""
+    stored first if missing or stale). Cached per process: do not modify it. Every call notes
+    the network's entry as an input of the computation under way."""
     import json
 
-    from .store import canonical
+    from ..study.store import canonical
 
-    return _trained(config_key(train_network.name, config), profile, device,
-                    json.dumps(canonical(config), sort_keys=True))
+    spec = json.dumps(current_store(profile).spec(), sort_keys=True)
+    model, entry = _trained(config_key(train_network.name, config), spec, device,
+                            json.dumps(canonical(config), sort_keys=True))
+    note_input(entry)
+    return model
 
 
-@experiment("memory_faults.evaluate")
+@experiment("memory_faults.evaluate", outputs=("accuracy", "train_key"))
 def evaluate(config: dict[str, Any]) -> dict[str, Any]:
     """Test accuracy of a trained network on several chips at one operating point.
 
@@ -222,12 +189,12 @@ def evaluate(config: dict[str, Any]) -> dict[str, Any]:
     Returns:
         ``accuracy`` per chip (fractions) and ``train_key``, the network's store key.
     """
-    device = config["device"]
+    device = config["torch_device"]
     model = trained_network(config["train"], config["profile"], device)
     xt, yt = (t.to(device) for t in load_split(config["train"]["dataset"], False,
                                                config["n_test"], TEST_SUBSET_SEED))
     faults = FaultConfig.from_dict(config["faults"])
-    acc = accuracy_on_chips(model, xt, yt, faults, config["seeds"], config["batch_size"])
+    acc = accuracy_on_faulty_chips(model, xt, yt, faults, config["seeds"], config["batch_size"])
     return {"accuracy": acc, "train_key": config_key(train_network.name, config["train"])}
 
 
@@ -251,13 +218,13 @@ def train_config(params: Any, arch: str = "preactresnet18", width: float = 1.0,
     return {"dataset": params.dataset, "arch": arch, "init": None,
             "width": round(float(params.width_f) * float(width), 6),
             "epochs": params.epochs, "n_train": params.n_train, "n_test": params.n_test,
-            "batch_size": params.batch_size, "lr": params.learning_rate,
+            "batch_size": params.batch_size, "lr": params.lr,
             "momentum": params.momentum,
             "weight_decay": params.weight_decay, "augment": params.augment,
             "reg_pe": float(reg_pe), "reg_targets": "both",
             "reg_block_rates": None if reg_block_rates is None else [float(r) for r in
                                                                      reg_block_rates],
-            "seed": params.seed if seed is None else seed, "device": device}
+            "seed": params.seed if seed is None else seed, "torch_device": device}
 
 
 def fine_tune_config(params: Any, base: Mapping[str, Any], profile: str,
@@ -266,7 +233,7 @@ def fine_tune_config(params: Any, base: Mapping[str, Any], profile: str,
     """A config that fine-tunes the stored network ``base`` for ``params.reg_epochs`` epochs
     from ``params.reg_learning_rate`` (cosine decay), with the erasure regularizer."""
     return {**base, "init": {"train": dict(base), "profile": profile},
-            "epochs": params.reg_epochs, "lr": params.reg_learning_rate,
+            "epochs": params.reg_epochs, "lr": params.reg_lr,
             "reg_pe": float(reg_pe),
             "reg_block_rates": None if reg_block_rates is None else [float(r) for r in
                                                                      reg_block_rates]}
@@ -276,7 +243,7 @@ def run_training(session: Any, configs: Sequence[Mapping[str, Any]], desc: str =
     """Train (or read back) networks in parallel workers; returns their entries in order.
 
     Networks trained from scratch go first, then those fine-tuned from them."""
-    from .sweep import run_sweep
+    from ..study.sweep import run_sweep
 
     entries: list[Any] = [None] * len(configs)
     for phase in (False, True):
@@ -284,7 +251,7 @@ def run_training(session: Any, configs: Sequence[Mapping[str, Any]], desc: str =
         if idx:
             for i, e in zip(idx, run_sweep(train_network, [configs[i] for i in idx],
                                            session.store, desc=desc,
-                                           device=str(session.device))):
+                                           device=str(session.torch_device))):
                 entries[i] = e
     return entries
 
@@ -336,7 +303,7 @@ def run_points(session: Any, points: Sequence[Point], instances: int | None = No
     """
     import pandas as pd
 
-    from .sweep import run_sweep
+    from ..study.sweep import run_sweep
 
     trainings = run_training(session, trained(points))
     instances = session.p.instances if instances is None else instances
@@ -348,9 +315,10 @@ def run_points(session: Any, points: Sequence[Point], instances: int | None = No
         configs.append({"train": dict(pt.train), "faults": pt.faults.as_dict(),
                         "seeds": [0] if pt.clean else list(range(1, instances + 1)),
                         "n_test": pt.train["n_test"], "batch_size": 500,
-                        "profile": session.store.profile, "device": pt.train["device"]})
+                        "profile": session.store.profile,
+                        "torch_device": pt.train["torch_device"]})
     entries = run_sweep(evaluate, configs, session.store, desc=desc,
-                        device=str(session.device))
+                        device=str(session.torch_device))
     rows = []
     for pt, cfg, e in zip(points, configs, entries):
         c = counts[config_key(train_network.name, pt.train)]
@@ -615,8 +583,6 @@ def depth_points(train: Mapping[str, Any], rates: Sequence[float]) -> list[Point
 def policy_points(train: Mapping[str, Any], p_b4: Sequence[float], ratios: Sequence[float],
                   label: str = "Diff. Fault.") -> list[Point]:
     """The blockwise policy p_Bi = p_B4 / ratios[i] (Sec. IV-C) at every p_B4 (the x axis)."""
-    from .memory_faults import blockwise_rates
-
     return [Point(label, train, FaultConfig("bm", 0.0, "both", blockwise_rates(p, ratios)), p)
             for p in p_b4]
 
@@ -683,8 +649,6 @@ def regularizer_plan(params: Any, rates: Sequence[float], pe_ratios: Sequence[fl
     ``reg. p_e = <r>p + Diff. Fault.``). Each network also gets its clean point (label
     suffixed ``, clean``).
     """
-    from .memory_faults import blockwise_rates
-
     std = train_config(params, device=device)
 
     def config(reg_pe: float = 0.0, reg_block_rates: Sequence[float] | None = None) -> dict:
@@ -757,3 +721,188 @@ def upper_envelope_share(summary, label: str, within: float) -> dict[str, Any]:
         margins.append(float(row.accuracy) - best)
     return {"on_envelope": bool(margins) and min(margins) > 0, "points": len(margins),
             "margin": min(margins) if margins else math.nan}
+
+
+# --- claim readings: what each scorecard rule reads ---------------------------------------------
+
+
+def readings_bit_masking() -> dict[str, tuple[dict, str]]:
+    """Sec. III: bit masking on every (code, fault pattern) pair: how many move a value away
+    from zero, flip its sign, or leave it nonzero under a sign-bit fault."""
+    q = torch.arange(-128, 128).repeat_interleave(256)
+    f = torch.arange(256).repeat(256)
+    m = bit_masking_codes(q, f)
+    return {"memory_faults.sec3.bm_toward_zero": (
+        {"away_from_zero": int((m.abs() > q.abs()).sum()),
+         "sign_flips": int((m.long() * q < 0).sum()),
+         "sign_fault_nonzero": int((m[(f & 0x80) != 0] != 0).sum())},
+        f"{len(q)} (code, pattern) pairs enumerated")}
+
+
+def readings_mse_ratio(mse) -> dict[str, tuple[dict, str]]:
+    """Sec. III: the MSE-matched erasure rate p_e at every swept p (exact enumeration)."""
+    return {"memory_faults.sec3.pe_gt_p": (
+        {"pe": [float(x) for x in mse["p_e (MSE)"]], "p": [float(x) for x in mse.p]},
+        "p_e/p (MSE) " + ", ".join(f"{r:.2f}" for r in mse["p_e / p (MSE)"]))}
+
+
+def readings_counts(full: Mapping[str, MemoryAccesses]) -> dict[str, tuple[dict, str]]:
+    """Table I and Sec. IV-B: parameters and stored activations of the full-size networks."""
+    out = {}
+    for a, c in full.items():
+        out[f"memory_faults.table1.{a}.params"] = (
+            {"value": c.n_parameters / 1e6}, f"{c.n_parameters:,} trainable parameters")
+        out[f"memory_faults.table1.{a}.activations"] = (
+            {"value": c.n_activations / 1e6}, f"{c.n_activations:,} ReLU and SE-rescaling outputs")
+    pre = full["preactresnet18"]
+    out["memory_faults.sec4b.weight_activation_ratio"] = (
+        {"value": pre.n_parameters / pre.n_activations},
+        f"{pre.n_parameters:,} / {pre.n_activations:,}")
+    return out
+
+
+def readings_architectures(tolerated: Mapping[str, float], clean: Mapping[str, float],
+                           params: Mapping[str, int], envelope: Mapping[str, Any]
+                           ) -> dict[str, tuple[dict, str]]:
+    """Figs. 1 and 2: the spread of the tolerated fault rates over the architectures, whether
+    their ranking is the ranking by parameter count, PreActResNet18's lead on the envelope,
+    and the reliable accuracies."""
+    archs = list(tolerated)
+    rates = np.array([tolerated[a] for a in archs])
+    spread = float(rates.max() / rates.min()) if rates.min() > 0 else math.inf
+    same = [a for a in sorted(archs, key=lambda a: -tolerated[a])] == sorted(
+        archs, key=lambda a: -params[a])
+    detail = ", ".join(f"{a} {tolerated[a]:.3g}" for a in archs)
+    out = {"memory_faults.fig1.architectures_differ": (
+        {"value": spread, "same_ranking_as_parameters": int(same)},
+        f"tolerated p: {detail}"),
+        "memory_faults.fig2.preact_tradeoff": (
+            {"points": envelope["points"], "margin": envelope["margin"]},
+            f"{envelope['points']} points near clean, smallest lead "
+            f"{envelope['margin']:.2f}")}
+    for a in archs:
+        out[f"memory_faults.table1.{a}.accuracy"] = ({"value": clean[a]}, "")
+    return out
+
+
+def readings_erasure_fit(fit: Mapping[str, Any], summary) -> dict[str, tuple[dict, str]]:
+    """Fig. 3: the best-fitting p_e/p, and erasure accuracy at p_e = 2p against BM at p (means
+    over chips with their standard errors)."""
+    b = summary[(summary.label == "BM") & (summary.rate > 0)].sort_values("rate")
+    e = summary[(summary.label == "erasure") & (summary.rate > 0)].set_index(
+        summary[(summary.label == "erasure") & (summary.rate > 0)].rate.round(12))
+    bm, er = [], []
+    for _, row in b.iterrows():
+        key = round(2.0 * float(row.rate), 12)
+        if key in e.index:
+            bm.append(Stat(float(row["accuracy"]), float(row["sem"]), int(row["n"])))
+            er.append(Stat(float(e.loc[key, "accuracy"]), float(e.loc[key, "sem"]),
+                           int(e.loc[key, "n"])))
+    return {
+        "memory_faults.fig3.pe_over_p": ({"value": float(fit["best_ratio"])},
+                                         f"rms {fit['rms']:.2f} points there"),
+        "memory_faults.fig3.pe2p_predicts_bm": (
+            {"erasure_at_2p": er, "bm": bm}, f"{len(bm)} fault rates p"),
+    }
+
+
+def readings_depth(tolerated: Sequence[float], ratios: Sequence[float]
+                   ) -> dict[str, tuple[dict, str]]:
+    """Fig. 4: the tolerated fault rate of each block (1 to 4), and p_B4 / p_Bk."""
+    t = [float(x) for x in tolerated]
+    detail = "tolerated p: " + ", ".join(f"B{k + 1} {x:.3g}" for k, x in enumerate(t))
+    out = {"memory_faults.fig4.depth_monotone": ({"tolerated": t}, detail)}
+    for k, name in ((3, "b3"), (2, "b2"), (1, "b1")):
+        out[f"memory_faults.fig4.ratio_b4_{name}"] = ({"value": float(ratios[k - 1])}, detail)
+    return out
+
+
+def readings_block_counts(full: MemoryAccesses) -> dict[str, tuple[dict, str]]:
+    """Sec. IV-C: the weights of each block of the full-size PreActResNet18."""
+    return {f"memory_faults.sec4c.block{k}_params": (
+        {"value": full.conv_weights[k] / 1e5},
+        f"{full.conv_weights[k]:,} weights ({full.parameters[k]:,} with BatchNorm)")
+        for k in range(1, 5)}
+
+
+def bootstrap_reductions(frame, reference: "ReliableReference", labels: Sequence[str],
+                         n_boot: int = 200, seed: int = 0) -> dict[str, Stat]:
+    """The best energy reduction of each curve with a bootstrap standard error over chips:
+    the chips of every (curve, fault rate) point are resampled with replacement ``n_boot``
+    times, and the best reduction recomputed from the resampled mean accuracies (the
+    reliable reference held fixed)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for label in labels:
+        g = frame[(frame.label == label) & (frame.rate > 0)]
+        points = [(r, grp.accuracy.to_numpy(), float(grp.energy.iloc[0]))
+                  for r, grp in g.groupby("rate")]
+        rates = np.array([r for r, _, _ in points])
+        energy = np.array([e for _, _, e in points])
+        point = best_reduction(reference, {"rate": rates, "energy": energy,
+                                           "accuracy": np.array([a.mean() for _, a, _ in
+                                                                 points])})["reduction"]
+        boots = np.stack([a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1)
+                          for _, a, _ in points], axis=1)
+        reds = [best_reduction(reference, {"rate": rates, "energy": energy,
+                                           "accuracy": row})["reduction"] for row in boots]
+        se = float(np.nanstd(reds, ddof=1)) if np.isfinite(reds).sum() > 1 else math.nan
+        chips = min(len(a) for _, a, _ in points) if points else 0
+        out[label] = Stat(float(point), se, int(chips))
+    return out
+
+
+def readings_policy(reductions: Mapping[str, Stat]) -> dict[str, tuple[dict, str]]:
+    """Fig. 5: the blockwise policy ('Diff. Fault.') against a uniform p, best energy
+    reductions with bootstrap standard errors."""
+    pol, uni = reductions["Diff. Fault."], reductions["uniform p"]
+    return {"memory_faults.fig5.diff_fault_gain": (
+        {"policy": pol, "uniform": uni},
+        f"best reduction {pol.mean:.2f}x (Diff. Fault.) vs {uni.mean:.2f}x (uniform)")}
+
+
+def readings_widths(reliable, full: Mapping[float, MemoryAccesses]
+                    ) -> dict[str, tuple[dict, str]]:
+    """Sec. IV-D: parameter scaling with the width, and the reliable accuracy of each width
+    (mean over training seeds with its standard error)."""
+    acc = reliable.set_index("label")
+    stats = [Stat(float(acc.accuracy[w]), float(acc["sem"][w]), int(acc["n"][w]))
+             for w in ("F/2", "F/√2", "F")]
+    detail = ", ".join(f"{w} {s}" for w, s in zip(("F/2", "F/√2", "F"), stats))
+    return {
+        "memory_faults.sec4d.param_scale_half": (
+            {"value": full[0.5].n_parameters / full[1.0].n_parameters}, ""),
+        "memory_faults.sec4d.param_scale_sqrt2": (
+            {"value": full[2 ** -0.5].n_parameters / full[1.0].n_parameters}, ""),
+        "memory_faults.sec4d.width_order": ({"accuracy": stats}, detail),
+        "memory_faults.sec4d.acc_f_sqrt2": ({"value": stats[1].mean}, ""),
+        "memory_faults.sec4d.acc_f_half": ({"value": stats[0].mean}, ""),
+    }
+
+
+def readings_regularizer(reductions: Mapping[str, Stat], best, at_top, labels: Mapping[str, str]
+                         ) -> dict[str, tuple[dict, str]]:
+    """Sec. V and Fig. 5: best energy reductions (bootstrap standard errors) of standard
+    training, the regularizer at p_e = 2p and p_e = p, and the regularizer with the blockwise
+    policy; accuracies at the largest trained-for fault rate (means over chips)."""
+    std, base, reg2, reg1, combo = (reductions[labels[k]] for k in
+                                    ("standard", "base", "reg2", "reg1", "combo"))
+    detail = ", ".join(f"{labels[k]}: {reductions[labels[k]].mean:.2f}x"
+                       for k in ("standard", "base", "reg2", "reg1", "combo"))
+    top = {k: Stat(float(at_top.accuracy[labels[k]]), float(at_top["sem"][labels[k]]),
+                   int(at_top["n"][labels[k]])) for k in ("base", "reg1", "reg2")}
+    out = {
+        "memory_faults.fig5.reg_beats_std": ({"regularizer": reg2, "standard": base}, detail),
+        "memory_faults.fig5.pe_eq_p_no_gain": (
+            {"ratio_to_standard": reg1.mean / base.mean, "value": reg1.mean / std.mean,
+             "pe_eq_p": reg1, "pe_2p": reg2}, detail),
+        "memory_faults.fig5.combined_gain": ({"combined": combo, "regularizer": reg2}, detail),
+        "memory_faults.fig5.reg_more_robust": (
+            {"standard": top["base"], "pe_eq_p": top["reg1"], "pe_2p": top["reg2"]},
+            ", ".join(f"{labels[k]} {top[k]}" for k in ("base", "reg1", "reg2"))),
+    }
+    for key, label in (("std", labels["standard"]), ("reg", labels["reg2"])):
+        out[f"memory_faults.fig5.{key}_reduction"] = ({"value": reductions[label].mean}, "")
+        out[f"memory_faults.fig5.{key}_best_p"] = ({"value": float(best.rate[label])}, "")
+        out[f"memory_faults.fig5.{key}_best_acc"] = ({"value": float(best.accuracy[label])}, "")
+    return out

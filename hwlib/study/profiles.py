@@ -22,31 +22,34 @@ PROFILES: dict[str, dict[str, object]] = {
         mc_samples=20_000,        # Monte Carlo draws per sweep point
         n_train=1_024,            # training images used (a fixed subset)
         n_test=512,               # test images used
+        n_test_epoch=256,         # test images behind per-epoch curves (S-DDHR)
         epochs=1,                 # training epochs (a chapter may set its own)
         instances=2,              # hardware instances averaged per accuracy point
         datasets=["mnist"],       # datasets the chapters train on
-        model="mlp",              # S-DDHR network: "mlp" (binarized MLP) or "vgg" (the paper's)
-        device="cpu",             # torch device: "auto", "cpu" or "cuda"
+        network="mlp",            # S-DDHR network: "mlp" (binarized MLP) or "vgg" (the paper's)
+        torch_device="cpu",       # torch device: "auto", "cpu" or "cuda"
     ),
     "book": dict(
         mc_samples=2_000_000,
         n_train=60_000,
         n_test=10_000,
+        n_test_epoch=2_000,
         epochs=3,
         instances=5,
         datasets=["mnist", "fashion_mnist"],
-        model="mlp",
-        device="cpu",
+        network="mlp",
+        torch_device="cpu",
     ),
     "paper": dict(
         mc_samples=20_000_000,
         n_train=None,             # None: the whole training set
         n_test=None,
+        n_test_epoch=2_000,
         epochs=200,               # S-DDHR's; other chapters set their paper's epoch count
         instances=5,
         datasets=["cifar10"],     # S-DDHR's; other chapters set their paper's datasets
-        model="vgg",
-        device="auto",            # CUDA when present, else the CPU
+        network="vgg",
+        torch_device="auto",      # CUDA when present, else the CPU
     ),
 }
 
@@ -55,7 +58,9 @@ DEFAULT_PROFILE = "book"
 #: Per chapter and profile: the settings that differ from ``PROFILES`` (and the chapter's own
 #: knobs). Read as ``{**PROFILES[p], **CHAPTER_PROFILES[chapter][p]}``.
 CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
-    "sddhr": {"smoke": {}, "book": {}, "paper": {}},
+    # --- S-DDHR: the shared settings above; the paper profile adds SVHN for the journal's claim
+    "sddhr": {"smoke": {}, "book": {},
+              "paper": dict(datasets=["cifar10", "svhn"])},  # ICASSP's CIFAR-10, TCAS's SVHN
     # --- memory faults (issue 4). Training settings are shared by every notebook of the
     # chapter, so each network is trained once and read back by the others.
     "memory_faults": {
@@ -64,7 +69,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             width_f=0.0625,            # width F as a multiple of the paper's (64 channels)
             n_train=512, n_test=256,   # training and test images
             epochs=1,                  # training epochs
-            learning_rate=0.05, momentum=0.9, weight_decay=5e-4, augment=False,  # SGD
+            lr=0.05, momentum=0.9, weight_decay=5e-4, augment=False,  # SGD
             instances=2,               # chips (fault maps) per accuracy point
             width_seeds=2,             # training seeds per reliable width
             fault_rates=[0.002, 0.01, 0.05],       # p, BM on weights and activations
@@ -74,7 +79,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             policy_fault_rates=[0.01, 0.05],       # p_B4 of the blockwise policy
             reg_fault_rates=[0.01],                # p the erasure regularizer trains for
             reg_init="standard",       # regularizer: fine-tune the standard network ...
-            reg_epochs=1, reg_learning_rate=0.02,  # ... for this long, from this rate
+            reg_epochs=1, reg_lr=0.02,  # ... for this long, from this rate
             mc_chips=10,               # Monte Carlo check of the MSD enumeration (notebook 1)
             robust_drop=0.5,           # accuracy drop (points) of the tolerated rates, Fig. 4
         ),
@@ -83,7 +88,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             width_f=0.125,             # F = 8 channels: the paper's networks, 8x narrower
             n_train=20_000, n_test=2_000,
             epochs=4,
-            learning_rate=0.05, momentum=0.9, weight_decay=5e-4, augment=False,
+            lr=0.05, momentum=0.9, weight_decay=5e-4, augment=False,
             instances=5,
             width_seeds=3,
             fault_rates=[1e-4, 2e-4, 5e-4, 0.001, 0.002, 0.003, 0.005, 0.007, 0.01, 0.015, 0.02],
@@ -93,7 +98,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             policy_fault_rates=[0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05],
             reg_fault_rates=[0.001, 0.002, 0.005, 0.01],  # around the tolerated p of Fig. 1
             reg_init="standard",       # fine-tuning: 2 epochs instead of 4 from scratch
-            reg_epochs=2, reg_learning_rate=0.02,
+            reg_epochs=2, reg_lr=0.02,
             mc_chips=200,
             robust_drop=0.5,           # above fault-map noise at book size
         ),
@@ -102,7 +107,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             width_f=1.0,               # full-size networks (Table I)
             n_train=None, n_test=None,  # the whole training and test sets
             epochs=200,                # the usual CIFAR-10 schedule (the paper gives none)
-            learning_rate=0.1, momentum=0.9, weight_decay=5e-4, augment=True,
+            lr=0.1, momentum=0.9, weight_decay=5e-4, augment=True,
             instances=5,
             width_seeds=1,
             fault_rates=[1e-4, 2e-4, 5e-4, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05],
@@ -112,7 +117,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             policy_fault_rates=[0.001, 0.002, 0.005, 0.01, 0.02, 0.05],
             reg_fault_rates=[0.001, 0.002, 0.005, 0.01, 0.02],
             reg_init="scratch",        # trained with erasures from the start, like the paper
-            reg_epochs=200, reg_learning_rate=0.1,
+            reg_epochs=200, reg_lr=0.1,
             mc_chips=200,
             robust_drop=0.07,          # Fig. 4's level: 94.8 % against 94.87 % clean
         ),
@@ -126,8 +131,8 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             hidden_widths=[32, 32],    # MLP hidden widths
             wrn_depth=28, wrn_width=10,  # WideResNet (unused by the MLP)
             epochs=1,                  # training epochs
-            minibatch_size=128,        # images per mini-batch
-            optimizer="adam", learning_rate=2e-3, weight_decay=0.0, augment=False,
+            batch_size=128,        # images per mini-batch
+            optimizer="adam", lr=2e-3, weight_decay=0.0, augment=False,
             fold="range",              # bias column: range-matched s (Fig. 5)
             curve_images=256, curve_instances=2,  # per-epoch accuracy curves
             instances=2,               # hardware instances per accuracy point
@@ -146,8 +151,8 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             hidden_widths=[256, 256],  # 784-256-256-10
             wrn_depth=28, wrn_width=10,
             epochs=15,
-            minibatch_size=1024,       # large: amortizes each step's Gaussian draw on a CPU
-            optimizer="adam", learning_rate=3e-3, weight_decay=0.0, augment=False,
+            batch_size=1024,       # large: amortizes each step's Gaussian draw on a CPU
+            optimizer="adam", lr=3e-3, weight_decay=0.0, augment=False,
             fold="range",
             curve_images=2_000, curve_instances=4,
             instances=10,
@@ -167,8 +172,8 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             hidden_widths=[256, 256],
             wrn_depth=28, wrn_width=10,
             epochs=200,                # the usual WideResNet schedule (the poster gives none)
-            minibatch_size=128,
-            optimizer="sgd", learning_rate=0.1, weight_decay=5e-4, augment=True,
+            batch_size=128,
+            optimizer="sgd", lr=0.1, weight_decay=5e-4, augment=True,
             fold="range",
             curve_images=2_000, curve_instances=2,
             instances=5,
@@ -195,7 +200,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             sigma_over_b_values=[0.1, 1.0],  # programming noise swept (Fig. 4)
             noise_runs=2,              # stochastic runs per noise level (Fig. 5)
             mc_samples=2_000,          # stream pairs per Monte Carlo point (eq. 3)
-            device="cpu",
+            torch_device="cpu",
             # memristive synapses (Fig. 2): linear, on/off 15, 32 levels, reset every 15 images
             train_bl=10,               # BL of the memristive networks in training
             on_off_ratio=15.0, levels=32, reset_every=15, reset_noise=False,
@@ -213,7 +218,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             sigma_over_b_values=[0.1, 0.2, 0.3, 0.5, 0.7, 1.0],
             noise_runs=20,             # the paper's
             mc_samples=40_000,
-            device="cpu",
+            torch_device="cpu",
             train_bl=10,
             on_off_ratio=15.0, levels=32, reset_every=15, reset_noise=False,
             w_max=[0.3, 0.6, 1.5],
@@ -230,7 +235,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             sigma_over_b_values=[0.1, 0.2, 0.3, 0.5, 0.7, 1.0],
             noise_runs=20,
             mc_samples=400_000,
-            device="cpu",              # batch-size-one training: the compiled CPU kernels beat
+            torch_device="cpu",        # batch-size-one training: the compiled CPU kernels beat
                                        # a GPU (one network per core; device="cuda" in a
                                        # NetworkConfig runs the PyTorch path)
             train_bl=10,

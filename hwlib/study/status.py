@@ -24,6 +24,7 @@ def notebook_status(nb: Path) -> dict[str, Any]:
         "notebook": str(nb),
         "profile": meta.get("profile", "not executed"),
         "overrides": meta.get("overrides", {}),
+        "namespace": meta.get("namespace", ""),
         "executed": meta.get("executed", ""),
         "wall_time_s": meta.get("wall_time_s"),
         "n_entries": len(uniq),
@@ -37,29 +38,43 @@ def notebook_status(nb: Path) -> dict[str, Any]:
         "versions": sorted({f"hwlib {e.get('hwlib')}, torch {e.get('torch')}, "
                             f"commit {e.get('git_commit')}" for e in uniq}),
         "devices": sorted({str(e.get("device")) for e in uniq}),
+        "threads": sorted({str(e.get("threads")) for e in uniq if e.get("threads")}),
     }
 
 
+def _run(r: dict[str, Any]) -> str:
+    if not r["overrides"]:
+        return "defaults"
+    params = ", ".join(f"`{k}={v!r}`" for k, v in r["overrides"].items())
+    return f"**custom run**: {params}"
+
+
 def markdown(notebooks: list[Path]) -> str:
-    """The status page's tables, as Markdown."""
+    """The status page: a compact table (one short row per notebook) and, per notebook, the
+    provenance of its results in a collapsed block."""
     rows = [notebook_status(nb) for nb in notebooks]
     out = [f"Page generated {utc_now()}.", "",
-           "| notebook | profile | parameters | executed (UTC) | wall time | results shown |",
-           "|---|---|---|---|---|---|"]
+           "| notebook | profile | run | wall time | results: computed / read / stale |",
+           "|---|---|---|---|---|"]
     for r in rows:
-        params = ", ".join(f"`{k}={v!r}`" for k, v in r["overrides"].items()) or "defaults"
-        wall = f"{r['wall_time_s']:.1f} s" if r["wall_time_s"] is not None else ""
-        res = (f"{r['n_entries']} stored ({r['computed']} computed in this run, "
-               f"{r['read']} read; {r['stale']} stale)")
-        out.append(f"| `{r['notebook']}` | {r['profile']} | {params} | {r['executed']} | "
-                   f"{wall} | {res} |")
+        wall = f"{r['wall_time_s']:.0f} s" if r["wall_time_s"] is not None else ""
+        name = Path(r["notebook"]).with_suffix("").as_posix().removeprefix("notebooks/")
+        stale = f"**{r['stale']}**" if r["stale"] else "0"
+        out.append(f"| `{name}` | {r['profile']} | {_run(r)} | {wall} | "
+                   f"{r['computed']} / {r['read']} / {stale} |")
     out += ["", "## Provenance of the stored results", ""]
     for r in rows:
-        out.append(f"**`{r['notebook']}`**: compute time of its results "
-                   f"{r['compute_s']:.1f} s; computed on {', '.join(r['dates']) or '—'}; "
-                   f"device {', '.join(r['devices']) or '—'}; "
-                   f"{'; '.join(r['versions']) or '—'}; "
-                   f"experiments and code fingerprints: "
-                   f"{', '.join(f'`{f}`' for f in r['fingerprints']) or '—'}.")
-        out.append("")
+        fps = "\n".join(f"- `{f}`" for f in r["fingerprints"]) or "- none"
+        out += [f":::{{dropdown}} `{r['notebook']}`",
+                f"- executed: {r['executed'] or '—'} at the `{r['profile']}` profile "
+                f"({_run(r)}"
+                + (f", store namespace `{r['namespace']}`" if r["namespace"] else "") + ")",
+                f"- results shown: {r['n_entries']} stored entries ({r['computed']} computed "
+                f"in this run, {r['read']} read back; {r['stale']} stale); their compute "
+                f"time {r['compute_s']:.1f} s",
+                f"- computed on: {', '.join(r['dates']) or '—'}; torch device "
+                f"{', '.join(r['devices']) or '—'}; torch threads "
+                f"{', '.join(r['threads']) or '—'}",
+                f"- software: {'; '.join(r['versions']) or '—'}",
+                "- experiments and code fingerprints:", fps, ":::", ""]
     return "\n".join(out) + "\n"

@@ -23,13 +23,12 @@ networks); channel counts are rounded to the nearest integer, at least 1.
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 #: The architectures of Table I, in the paper's order.
 ARCHITECTURES = ("preactresnet18", "mobilenetv2", "senet18", "resnet18")
@@ -285,30 +284,3 @@ def build(arch: str, classes: int = 10, width: float = 1.0, in_channels: int = 3
     if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
         raise ParameterError(f"width={width!r}: must be a float > 0")
     return _CLASSES[arch](classes, float(width), in_channels)
-
-
-_LAYER = re.compile(r"^layer([1-4])(\.|$)")
-
-
-def block_of(name: str, model: nn.Module | None = None) -> int:
-    """The block (1 to 4) a module or parameter belongs to, from its qualified name.
-
-    Modules under ``layerK`` belong to block K; the stem (registered before ``layer1``)
-    to block 1; the head (registered after ``layer4``) to block 4. Models without
-    ``layerK`` stages give 0 (no blocks: only uniform fault rates apply).
-
-    Args:
-        name: a qualified module or parameter name, e.g. ``layer2.0.conv1.weight``.
-        model: the model, to tell the stem from the head (default: by the names of the
-            four architectures here: ``conv1``, ``bn1`` and ``relu`` are the stem).
-    """
-    m = _LAYER.match(name)
-    if m:
-        return int(m.group(1))
-    top = name.split(".")[0]
-    if model is not None:
-        order = [n for n, _ in model.named_children()]
-        if "layer1" not in order or top not in order:
-            return 0
-        return 1 if order.index(top) < order.index("layer1") else 4
-    return 1 if top in ("conv1", "bn1", "relu") else 4

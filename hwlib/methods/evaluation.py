@@ -1,0 +1,73 @@
+"""Evaluation on chips: the test accuracy of a classifier, on one chip or on many.
+
+:func:`accuracy_on_chips` serves every family: one accuracy per chip seed, the same chips for
+every network tested on the same hardware model. A hardware model without chip-to-chip
+variation is evaluated once; MRAM arrays evaluate all chips of a ``stackable`` model in one
+pass per batch.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..hardware.base import Hardware, attach
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500
+             ) -> float:
+    """Test accuracy (a fraction) of ``model`` in evaluation mode, ``batch_size`` images per
+    forward pass.
+
+    Args:
+        model: any classifier (logits in the last dimension).
+        x: test images, on the model's device.
+        y: their labels.
+        batch_size: images per forward pass.
+    """
+    model.eval()
+    hits = 0
+    for i in range(0, len(y), batch_size):
+        hits += int((model(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
+    return hits / len(y)
+
+
+@torch.no_grad()
+def _stacked_accuracy(model: nn.Module, hardware: Hardware, x: torch.Tensor, y: torch.Tensor,
+                      seeds: Sequence[int], batch_size: int) -> np.ndarray:
+    model.eval()
+    with attach(model, hardware.stacked(seeds)):  # type: ignore[attr-defined]
+        hits = 0
+        for i in range(0, len(y), batch_size):
+            logits = model(x[i:i + batch_size])
+            hits = hits + (logits.argmax(-1) == y[i:i + batch_size]).sum(-1)
+    return np.atleast_1d(torch.as_tensor(hits).cpu().numpy().astype(float)) / len(y)
+
+
+def accuracy_on_chips(model: nn.Module, hardware: Hardware, x: torch.Tensor, y: torch.Tensor,
+                      seeds: Sequence[int], batch_size: int = 500) -> np.ndarray:
+    """Test accuracy (fractions) on the chip of each seed.
+
+    Args:
+        model: the trained network.
+        hardware: the hardware model the chips are drawn from.
+        x: test images, on the model's device.
+        y: their labels.
+        seeds: one chip per seed.
+        batch_size: images per forward pass.
+    """
+    seeds = [int(s) for s in seeds]
+    if hardware.deterministic:
+        with attach(model, hardware.expected()):
+            return np.full(len(seeds), accuracy(model, x, y, batch_size))
+    if getattr(model, "stackable", False) and hasattr(hardware, "stacked"):
+        return _stacked_accuracy(model, hardware, x, y, seeds, batch_size)
+    out = []
+    for s in seeds:
+        with attach(model, hardware, seed=s):
+            out.append(accuracy(model, x, y, batch_size))
+    return np.array(out)
