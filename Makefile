@@ -15,7 +15,7 @@ export HWLIB_DATA := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: venv book notebook test bench clean
+.PHONY: venv book notebook test bench cold clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,9 +41,14 @@ test: venv
 	$(PY) -m pytest -rs tests _build/nbval --nbval-lax \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg
 
-## make bench: every chapter's benchmark, one table of ratios
+## make bench: every chapter's benchmark, one table of ratios (stored for the book's pages)
 bench: venv
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py --store
+
+## make cold CHAPTER=sddhr: execute a chapter cold (its results moved aside) and record the time
+cold: venv
+	@test -n "$(CHAPTER)" || { echo "error: CHAPTER=sddhr|memory_faults|hasgd|memristive is required"; exit 2; }
+	$(PY) -m hwlib cold $(CHAPTER) --profile $(PROFILE)
 
 clean:
 	rm -rf _build

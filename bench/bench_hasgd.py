@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from hwlib import analog, hasgd
+from hwlib.chapters import hasgd
+from hwlib.hardware import crossbar as analog
+from hwlib.methods.evaluation import accuracy_on_chips
+from hwlib.methods.training import HASGD, Step, fit
 from hwlib.study.profiles import CHAPTER_PROFILES
 
 from .common import Ratio, interleaved
@@ -35,14 +38,15 @@ def _epoch(sigma: float, samples: int, x, y):
     model = hasgd.build_network("mlp", "fashion_mnist", BOOK["hidden_widths"])
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 10_000)
-    step = hasgd.HASGD(model, opt, analog.GaussianPerturbation(sigma), samples)
-    return lambda: hasgd.train(step, x, y, 1, BOOK["minibatch_size"], scheduler=sched)
+    step = Step(model, opt, analog.AnalogCrossbar(analog.GaussianPerturbation(sigma)),
+                HASGD(samples), generator=torch.Generator().manual_seed(0))
+    return lambda: fit(step, x, y, 1, BOOK["batch_size"], scheduler=sched)
 
 
 def run(quick: bool = False) -> list[Ratio]:
     """Measure every HA-SGD ratio; ``quick`` uses small sizes (for the test suite)."""
     rows = []
-    x, y = _data(BOOK["minibatch_size"] * (4 if quick else 30))
+    x, y = _data(BOOK["batch_size"] * (4 if quick else 30))
     reps = 1 if quick else 5
     clean = _epoch(0.0, 1, x, y)
     for samples in ((1, 2) if quick else (1, 2, 4, 8)):
@@ -55,14 +59,15 @@ def run(quick: bool = False) -> list[Ratio]:
     torch.manual_seed(0)
     model = hasgd.build_network("mlp", "fashion_mnist", BOOK["hidden_widths"]).eval()
     seeds = list(range(1, 33))
-    noise = analog.GaussianPerturbation(0.1)
+    noisy = analog.AnalogCrossbar(analog.GaussianPerturbation(0.1))
+    ideal = analog.AnalogCrossbar(analog.IDEAL)
 
     def passes():
         for _ in seeds:
-            analog.accuracy_on_instances(model, xt, yt, analog.IDEAL, [0])
+            accuracy_on_chips(model, ideal, xt, yt, [0], 1000)
 
     def instances():
-        analog.accuracy_on_instances(model, xt, yt, noise, seeds)
+        accuracy_on_chips(model, noisy, xt, yt, seeds, 1000)
 
     b, c = interleaved(passes, instances, repeats=reps)
     rows.append(Ratio("hasgd", f"32 instances, {len(yt):,} test images",

@@ -22,7 +22,8 @@ import copy
 
 import torch
 
-from hwlib import cifar_models, memory_faults as mf
+from hwlib.hardware import sram as mf
+from hwlib.models import resnets as cifar_models
 
 from .common import Ratio, interleaved
 

@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import torch
 
-from hwlib import mram, sddhr
+from hwlib.chapters import sddhr
+from hwlib.hardware import mram
+from hwlib.methods.evaluation import accuracy_on_chips
+from hwlib.methods.training import Step, fit
+from hwlib.models.binary import BinaryMLP, clip_latent_weights
 
 from .common import Ratio, interleaved
 
 CELL = mram.MRAMCell.from_variation(0.03, 10.0)
+HW = mram.MRAMArray(CELL, "conductance")
 
 
 def _data(n: int):
@@ -28,9 +33,10 @@ def _data(n: int):
 
 
 def _epoch(regime: str, x, y):
-    model = sddhr.BinaryMLP(784, (256, 256), 10)
-    hw = sddhr.hardware_for(regime, CELL, 1)
-    return lambda: sddhr.train(model, hw, x, y, epochs=1, batch_size=200)
+    model = BinaryMLP(784, (256, 256), 10)
+    step = Step(model, torch.optim.Adam(model.parameters(), lr=3e-3), HW,
+                sddhr.method_for(regime, 1), after_step=clip_latent_weights)
+    return lambda: fit(step, x, y, epochs=1, batch_size=200)
 
 
 def run(quick: bool = False) -> list[Ratio]:
@@ -45,15 +51,16 @@ def run(quick: bool = False) -> list[Ratio]:
                           "Ideal training epoch", b, c, target))
 
     xt, yt = _data(2_000 if quick else 10_000)
-    model = sddhr.BinaryMLP(784, (256, 256), 10).eval()
+    model = BinaryMLP(784, (256, 256), 10).eval()
     seeds = list(range(1, 33))
+    ideal = mram.MRAMArray(mram.MRAMCell.from_variation(0.03, 0.0))
 
     def clean():
         for _ in seeds:
-            sddhr.accuracy_on_instances(model, xt, yt, None, [0])
+            accuracy_on_chips(model, ideal, xt, yt, [0], 2000)
 
     def instances():
-        sddhr.accuracy_on_instances(model, xt, yt, CELL, seeds)
+        accuracy_on_chips(model, HW, xt, yt, seeds, 2000)
 
     b, c = interleaved(clean, instances, repeats=reps)
     rows.append(Ratio("sddhr", f"32 instances, {len(yt):,} test images",
@@ -67,7 +74,7 @@ def run(quick: bool = False) -> list[Ratio]:
         for start in range(0, n, 1_000_000):
             torch.randn(min(1_000_000, n - start), generator=gen, dtype=torch.float64)
 
-    b, c = interleaved(randn, lambda: mram.conductance_mc(cfg), repeats=2 if quick else 4)
+    b, c = interleaved(randn, lambda: sddhr.conductance_mc(cfg), repeats=2 if quick else 4)
     rows.append(Ratio("sddhr", f"conductance Monte Carlo, {n:,} samples",
                       "torch.randn, same size", b, c, target=4.0))
     return rows

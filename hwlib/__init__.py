@@ -1,24 +1,43 @@
 """hwlib: training neural networks for stochastic hardware.
 
-Device, fault and noise models, training regimes and the study's plumbing (profiles,
-results store, parallel sweeps, scorecard). Modules, one per concern:
+One hardware interface for every device family (:mod:`hwlib.hardware`): a hardware model is a
+distribution over chips; :func:`attach` puts any ``nn.Module`` on a chip; the training methods
+(:mod:`hwlib.methods`) compose with any model and any family; :mod:`hwlib.presets` holds the
+papers' hardware. The study's plumbing (profiles, results store, sweeps, the notebook pipeline,
+the scorecard) is :mod:`hwlib.study`; each chapter's experiments are :mod:`hwlib.chapters`.
 
-* :mod:`hwlib.mram`: MRAM bit cells for in-memory computing (S-DDHR).
-* :mod:`hwlib.data`: datasets through torchvision.
-* :mod:`hwlib.study`: the study's plumbing: profiles, parameters, the results store and
-  sweeps, the notebook pipeline, the scorecard and its verdict rules.
+Subpackages, in the direction imports run:
+
+* :mod:`hwlib.study`: plumbing (errors and data beside it);
+* :mod:`hwlib.hardware`: MRAM arrays, SRAM faults, analog crossbars, memristive synapses,
+  bit streams;
+* :mod:`hwlib.models`: binarized networks, MLPs, ResNets, WideResNet, checkpoints;
+* :mod:`hwlib.methods`: the training loop and methods, evaluation on chips, curvature;
+* :mod:`hwlib.chapters`: one module per paper.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .study.provenance import hwlib_version as _version
 
+__version__ = _version()
+
+from . import presets
 from .errors import DatasetMissingError, HwlibError, ParameterError, StoreError
+from .hardware.base import Chip, Hardware, Ideal, attach
+from .hardware.crossbar import ADC, AnalogCrossbar, GaussianPerturbation
+from .hardware.mram import MRAMArray, MRAMCell
+from .hardware.sram import FaultConfig, SRAMFaults
+from .methods.evaluation import accuracy, accuracy_on_chips
+from .methods.training import HASGD, FreshChip, OneChip, Parametric, Standard, Step, fit
 from .study.session import Session, setup
 from .study.store import Entry, Experiment, ResultStore, experiment
 from .study.sweep import run_sweep
 
 __all__ = [
-    "__version__", "DatasetMissingError", "HwlibError", "ParameterError", "StoreError",
-    "Session", "setup", "Entry", "Experiment", "ResultStore", "experiment", "run_sweep",
+    "__version__", "presets", "DatasetMissingError", "HwlibError", "ParameterError",
+    "StoreError", "Chip", "Hardware", "Ideal", "attach", "ADC", "AnalogCrossbar",
+    "GaussianPerturbation", "MRAMArray", "MRAMCell", "FaultConfig", "SRAMFaults", "accuracy",
+    "accuracy_on_chips", "HASGD", "FreshChip", "OneChip", "Parametric", "Standard", "Step",
+    "fit", "Session", "setup", "Entry", "Experiment", "ResultStore", "experiment", "run_sweep",
 ]

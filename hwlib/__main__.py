@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     chk = sub.add_parser("refresh-checks",
                          help="store the outputs of a notebook's NBVAL_CHECK_OUTPUT cells")
     chk.add_argument("notebook", type=Path, nargs="+")
+    cold = sub.add_parser("cold", help="execute a chapter cold and record its wall time")
+    cold.add_argument("chapter")
+    cold.add_argument("--profile", default="book")
     card = sub.add_parser("scorecard", help="print the scorecard")
     card.add_argument("--chapter", default=None)
     args = parser.parse_args(argv)
@@ -85,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             for nb in args.notebook:
                 n = pipeline.refresh_check_outputs(nb)
                 print(f"{nb}: {n} check cell(s) refreshed")
+        elif args.command == "cold":
+            t = pipeline.cold_run(args.chapter, args.profile)
+            print(f"{args.chapter}: {t['total_s']:.1f} s cold ({t['notebooks']})")
         elif args.command == "scorecard":
             from .study import scorecard
 

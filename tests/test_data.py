@@ -326,10 +326,12 @@ def test_synthetic_subset(tmp_path, skip_md5, no_network):
     assert len({img.numpy().tobytes() for img in a[0]}) == 5
     for img, label in zip(a[0], a[1].tolist()):
         assert rows[img.numpy().tobytes()] == label
-    # n at or above the split's size: the whole split, in order
-    for n in (None, len(labels), len(labels) + 10):
+    # n at the split's size: the whole split, in order; above it: refused, not capped
+    for n in (None, len(labels)):
         x, y = load_dataset("cifar10", train=True, n=n, root=tmp_path)
         assert torch.equal(x, full_x) and torch.equal(y, full_y)
+    with pytest.raises(ParameterError, match=f"n={len(labels) + 10}: must be at most"):
+        load_dataset("cifar10", train=True, n=len(labels) + 10, root=tmp_path)
 
 
 def test_hwlib_data_env_root_for_synthetic(tmp_path, monkeypatch, skip_md5, no_network):

@@ -13,10 +13,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwlib import analog, hasgd
+from hwlib.chapters import hasgd as X
 from hwlib.data import random_crop_flip
-from hwlib import hasgd_experiments as X
 from hwlib.errors import ParameterError
+from hwlib.hardware import crossbar as analog
+from hwlib.hardware.crossbar import AnalogCrossbar
+from hwlib.methods import curvature, training
+from hwlib.methods.evaluation import accuracy_on_chips
+from hwlib.models.wideresnet import WideResNet
+
+
+def hasgd_step(model, optimizer, noise, samples=1, fold="range", seed=0):
+    """Algorithm 1 through the public pieces: L fresh crossbar chips per step."""
+    device = next(model.parameters()).device
+    return training.Step(model, optimizer, AnalogCrossbar(noise, fold),
+                         training.HASGD(samples),
+                         generator=torch.Generator(device=device).manual_seed(seed))
+
+
+def accuracy_on_instances(model, x, y, noise, seeds, fold="range", adc=None):
+    return accuracy_on_chips(model, AnalogCrossbar(noise, fold, adc), x, y, seeds, 1000)
 
 
 def _net(seed=0):
@@ -109,10 +125,10 @@ def test_instances_are_reproducible_and_distinct():
         with bars.instance(noise, seed=seed), torch.no_grad():
             outs.append(model(x))
     assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
-    a = analog.accuracy_on_instances(model, x, y, noise, [1, 2, 3])
-    b = analog.accuracy_on_instances(model, x, y, noise, [1, 2, 3])
+    a = accuracy_on_instances(model, x, y, noise, [1, 2, 3])
+    b = accuracy_on_instances(model, x, y, noise, [1, 2, 3])
     np.testing.assert_array_equal(a, b)
-    clean = analog.accuracy_on_instances(model, x, y, analog.IDEAL, [1, 2])
+    clean = accuracy_on_instances(model, x, y, analog.IDEAL, [1, 2])
     assert clean[0] == clean[1]
 
 
@@ -173,8 +189,7 @@ def test_averaged_gradient_is_the_mean_of_L_separate_gradients(samples, shift):
     x, y = torch.randn(16, 2, 5, 5), torch.randint(0, 4, (16,))
     noise = analog.GaussianPerturbation(0.1, shift)
     model = _net()
-    step = hasgd.HASGD(model, torch.optim.SGD(model.parameters(), lr=0.1), noise, samples,
-                       seed=5)
+    step = hasgd_step(model, torch.optim.SGD(model.parameters(), lr=0.1), noise, samples, seed=5)
     step.gradients(x, y)
     got = [p.grad.clone() for p in model.parameters()]
 
@@ -200,7 +215,7 @@ def test_averaged_gradient_is_the_mean_of_L_separate_gradients(samples, shift):
 def test_zero_noise_step_is_a_clean_step():
     x, y = torch.randn(16, 2, 5, 5), torch.randint(0, 4, (16,))
     a, b = _net(), _net()
-    hasgd.HASGD(a, torch.optim.Adam(a.parameters(), 1e-2), analog.IDEAL, 1).step(x, y)
+    hasgd_step(a, torch.optim.Adam(a.parameters(), 1e-2), analog.IDEAL, 1)(x, y)
     opt = torch.optim.Adam(b.parameters(), 1e-2)
     F.cross_entropy(b(x), y).backward()
     opt.step()
@@ -248,15 +263,15 @@ def test_hutchinson_matches_the_exact_trace():
             v.append(torch.tensor(signs[at:at + p.numel()], dtype=torch.float64).view_as(p))
             at += p.numel()
         vectors.append(v)
-    full = hasgd.hessian_trace(model, x, y, vectors=vectors, batch_size=16)
+    full = curvature.hessian_trace(model, x, y, vectors=vectors, batch_size=16)
     assert math.isclose(full.value, float(H.trace()), rel_tol=1e-9)
     # random probes: within 4 standard errors of the exact trace
-    est = hasgd.hessian_trace(model, x, y, probes=400, seed=1)
+    est = curvature.hessian_trace(model, x, y, probes=400, seed=1)
     assert abs(est.value - float(H.trace())) <= 4 * est.stderr
     # the weighted trace tr(D H D)
     w = [torch.tensor(0.5 + i, dtype=torch.float64) for i in range(len(params))]
     d = torch.cat([torch.full((p.numel(),), float(wi)) for p, wi in zip(params, w)]).double()
-    weighted = hasgd.hessian_trace(model, x, y, vectors=vectors, weights=w)
+    weighted = curvature.hessian_trace(model, x, y, vectors=vectors, weights=w)
     assert math.isclose(weighted.value, float((d * d * H.diagonal()).sum()), rel_tol=1e-9)
 
 
@@ -264,7 +279,7 @@ def test_hutchinson_matches_the_exact_trace():
 
 
 def test_toy_loss_smoothing_is_the_gaussian_expectation():
-    loss = hasgd.sharp_and_flat(2, 2.0, 0.15, 1.0)
+    loss = X.sharp_and_flat(2, 2.0, 0.15, 1.0)
     m = torch.stack([loss.minimum_near(loss.centers[0], 0.05, 4000),
                      loss.minimum_near(loss.centers[1], 0.002, 4000)])
     assert math.isclose(float(loss(m[0])), float(loss(m[1])), rel_tol=1e-8)  # equal depth
@@ -285,7 +300,7 @@ def test_toy_loss_smoothing_is_the_gaussian_expectation():
 def test_wide_resnet_28_10_one_step_on_cifar_shaped_data():
     start = time.perf_counter()
     torch.manual_seed(0)
-    model = hasgd.build_network("wrn", "cifar100", wrn_depth=28, wrn_width=10)
+    model = X.build_network("wrn", "cifar100", wrn_depth=28, wrn_width=10)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert len(convs) == 1 + 3 * 4 * 2 + 3  # stem, 12 blocks of two, 3 projection shortcuts
     assert [c.out_channels for c in convs][-2:] == [640, 640] and model.fc.out_features == 100
@@ -293,12 +308,12 @@ def test_wide_resnet_28_10_one_step_on_cifar_shaped_data():
     x = torch.rand(2, 3, 32, 32)
     y = torch.tensor([3, 97])
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
-    step = hasgd.HASGD(model, opt, analog.GaussianPerturbation(0.05, 0.01), samples=1)
+    step = hasgd_step(model, opt, analog.GaussianPerturbation(0.05, 0.01), samples=1)
     before = model.fc.weight.detach().clone()
-    loss = step.step(random_crop_flip(x, torch.Generator().manual_seed(0)), y)
+    loss = float(step(random_crop_flip(x, torch.Generator().manual_seed(0)), y))
     assert math.isfinite(loss) and not torch.equal(before, model.fc.weight)
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    acc = analog.accuracy_on_instances(model, x, y, analog.GaussianPerturbation(0.05), [1])
+    acc = accuracy_on_instances(model, x, y, analog.GaussianPerturbation(0.05), [1])
     assert acc.shape == (1,)
     assert time.perf_counter() - start < 60
 
@@ -323,16 +338,15 @@ def test_random_crop_flip_is_a_crop_of_the_padded_image():
     (lambda: analog.Crossbars(_net(), fold="half"), "fold='half': must be one of range, unit"),
     (lambda: analog.ADC(0), "bits=0: must be an int in [1, 16]"),
     (lambda: analog.ADC(2.5), "bits=2.5"),
-    (lambda: hasgd.HASGD(_net(), torch.optim.SGD(_net().parameters(), 0.1),
-                         analog.IDEAL, samples=0), "samples=0: must be an int >= 1"),
-    (lambda: hasgd.hessian_trace(_net(), torch.randn(2, 2, 5, 5), torch.tensor([0, 1]),
+    (lambda: training.HASGD(samples=0), "samples=0: must be an int >= 1"),
+    (lambda: curvature.hessian_trace(_net(), torch.randn(2, 2, 5, 5), torch.tensor([0, 1]),
                                  probes=0), "probes=0"),
-    (lambda: hasgd.build_network("resnet", "mnist"), "network='resnet'"),
-    (lambda: hasgd.WideResNet(27), "depth=27: must be 6 n + 4"),
-    (lambda: hasgd.make_optimizer(_net(), "rmsprop", 0.1), "optimizer='rmsprop'"),
+    (lambda: X.build_network("resnet", "mnist"), "network='resnet'"),
+    (lambda: WideResNet(27), "depth=27: must be 6 n + 4"),
+    (lambda: training.optimizer_for(_net(), "rmsprop", 0.1), "optimizer='rmsprop'"),
     (lambda: X.point(-0.2), "sigma=-0.2"),
     (lambda: X.point(0.1, bits=20), "bits=20"),
-    (lambda: hasgd.sharp_and_flat(2, 0.2, 0.5), "sharp_width=0.5, well_distance=0.2"),
+    (lambda: X.sharp_and_flat(2, 0.2, 0.5), "sharp_width=0.5, well_distance=0.2"),
 ])
 def test_bad_input_one_clear_line(make, needle):
     with pytest.raises(ParameterError) as err:
@@ -356,8 +370,8 @@ def _params(**over):
     from types import SimpleNamespace
 
     base = dict(dataset="fashion_mnist", network="mlp", hidden_widths=[16], wrn_depth=10,
-                wrn_width=1, epochs=2, n_train=512, minibatch_size=64, optimizer="adam",
-                learning_rate=3e-3, weight_decay=0.0, augment=False, fold="range",
+                wrn_width=1, epochs=2, n_train=512, batch_size=64, optimizer="adam",
+                lr=3e-3, weight_decay=0.0, augment=False, fold="range",
                 curve_images=128, curve_instances=2, seed=0)
     base.update(over)
     return SimpleNamespace(**base)
@@ -376,7 +390,7 @@ def test_train_and_evaluate_are_deterministic(tmp_path, monkeypatch):
     assert a["curve_noisy"].shape == (2, 2) and a["train_loss"].shape == (2,)
     ev = {"train": cfg, "profile": "smoke", "points": [X.point(0.0), X.point(0.1, 0.01),
                                                        X.point(0.1, bits=3)],
-          "instances": 3, "n_test": 200, "calib_images": 64, "device": "cpu"}
+          "instances": 3, "n_test": 200, "calib_images": 64, "torch_device": "cpu"}
     out = X.evaluate_run(ev)["accuracy"]
     assert out.shape == (3, 3) and len(set(out[0])) == 1 and 0 <= out.min() <= out.max() <= 1
     np.testing.assert_array_equal(out, X.evaluate_run(ev)["accuracy"])
@@ -404,9 +418,9 @@ def test_paper_path_on_synthetic_cifar100(synthetic_cifar100):
     paper = CHAPTER_PROFILES["hasgd"]["paper"]
     assert paper["dataset"] == "cifar100" and paper["network"] == "wrn"
     assert (paper["wrn_depth"], paper["wrn_width"]) == (28, 10)
-    p = _params(**{k: paper[k] for k in ("dataset", "network", "optimizer", "learning_rate",
+    p = _params(**{k: paper[k] for k in ("dataset", "network", "optimizer", "lr",
                                          "weight_decay", "augment")},
-                wrn_depth=10, wrn_width=1, epochs=1, n_train=None, minibatch_size=4,
+                wrn_depth=10, wrn_width=1, epochs=1, n_train=None, batch_size=4,
                 curve_images=6)
     cfg = X.train_config(p, 0.05, samples=2)
     out = X.train_run(cfg)
@@ -414,11 +428,11 @@ def test_paper_path_on_synthetic_cifar100(synthetic_cifar100):
     model = X.network_from(out, cfg)
     assert model.fc.out_features == 100
     ev = {"train": cfg, "profile": "paper", "points": [X.point(0.05), X.point(0.05, bits=4)],
-          "instances": 2, "n_test": None, "calib_images": 6, "device": "cpu"}
+          "instances": 2, "n_test": None, "calib_images": 6, "torch_device": "cpu"}
     acc = X.evaluate_run(ev)["accuracy"]
     assert acc.shape == (2, 2)
     h = X.hessian_run({"train": cfg, "profile": "paper", "images": 6, "probes": 3, "seed": 0,
-                       "device": "cpu"})
+                       "torch_device": "cpu"})
     assert math.isfinite(h["trace"]) and math.isfinite(h["weighted"])
 
 
@@ -441,19 +455,19 @@ def test_chapter_profiles_are_valid_knobs(profile):
     settings = CHAPTER_PROFILES["hasgd"][profile]
     assert set(settings) == set(CHAPTER_PROFILES["hasgd"]["book"])
     for name, value in settings.items():
-        check_param(name, value)
+        check_param(name, value, chapter="hasgd")
     assert set(X.TRAIN_KNOBS) - {"seed", "n_train"} <= set(settings)
 
 
 def test_small_cnn_trains_on_crossbars():
     torch.manual_seed(0)
-    model = hasgd.build_network("cnn", "fashion_mnist")
+    model = X.build_network("cnn", "fashion_mnist")
     layers = analog.crossbar_layers(model)
     assert [type(m).__name__ for m in layers] == ["Conv2d", "Conv2d", "Linear"]
     x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
-    step = hasgd.HASGD(model, torch.optim.Adam(model.parameters(), 1e-3),
-                       analog.GaussianPerturbation(0.1, 0.01), samples=2)
-    assert math.isfinite(step.step(x, y))
+    step = hasgd_step(model, torch.optim.Adam(model.parameters(), 1e-3),
+                      analog.GaussianPerturbation(0.1, 0.01), samples=2)
+    assert math.isfinite(float(step(x, y)))
     with torch.no_grad():  # the first convolution through its explicitly folded crossbar
         conv = layers[0]
         torch.testing.assert_close(analog.folded_forward(conv, x), conv(x), rtol=1e-5,

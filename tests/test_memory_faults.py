@@ -10,10 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hwlib import cifar_models as cm
-from hwlib import memory_faults as mf
-from hwlib import memory_faults_study as study
+from hwlib.chapters import memory_faults as study
 from hwlib.errors import ParameterError
+from hwlib.hardware import sram as mf
+from hwlib.methods.training import FreshChip, Step, fit
+from hwlib.models import resnets as cm
+
+
+def erasure_chip(p_e, targets="both", block_rates=None):
+    """The erasure regularizer: a fresh chip of the SRAM erasure model."""
+    return mf.SRAMFaults(model="erasure", rate=p_e, targets=targets,
+                         block_rates=block_rates).fresh(None)
 
 # --------------------------------------------------------------------------------------
 # an independent reference: bit masking one value at a time, on Python integers
@@ -153,13 +160,13 @@ def test_chip_rates_on_a_network_and_regularizer_rate():
     for n, p in model.named_parameters():  # weights restored
         assert torch.equal(p, before[n]), n
     # the regularizer's erasures of stored activations, at p_e
-    reg = mf.ErasureRegularizer(0.1, "activations")
     block = model.layer1[0]
     seen = {}
     h1 = block.relu2.register_forward_pre_hook(lambda m, i: seen.update(pre=i[0]))
     h2 = block.conv2.register_forward_pre_hook(lambda m, i: seen.update(stored=i[0]))
     model.train()
-    reg(model, torch.randn(8, 1, 28, 28))
+    with erasure_chip(0.1, "activations").attached(model):
+        model(torch.randn(8, 1, 28, 28))
     h1.remove()
     h2.remove()
     positive = seen["pre"] > 0
@@ -301,11 +308,11 @@ def test_full_size_one_step_on_cifar_shaped_data(arch):
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     before = [p.detach().clone() for p in model.parameters()]
-    reg = mf.ErasureRegularizer(0.02)
     model.train()
-    loss = F.cross_entropy(reg(model, x), y)
     opt.zero_grad()
-    loss.backward()
+    with erasure_chip(0.02).attached(model):
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
     opt.step()
     assert math.isfinite(float(loss.detach()))
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
@@ -338,9 +345,9 @@ def test_paper_path_on_synthetic_cifar10(tmp_path, monkeypatch):
     import hwlib
 
     S = hwlib.setup("paper", chapter="memory_faults", dataset=None, width_f=0.0625, epochs=1,
-                    n_train=None, n_test=None, batch_size=8, learning_rate=None, momentum=None,
-                    weight_decay=None, augment=None, seed=0, device="cpu", reg_init=None,
-                    reg_epochs=1, reg_learning_rate=0.01)
+                    n_train=None, n_test=None, batch_size=8, lr=None, momentum=None,
+                    weight_decay=None, augment=None, seed=0, torch_device="cpu", reg_init=None,
+                    reg_epochs=1, reg_lr=0.01)
     assert S.p.dataset == "cifar10" and S.p.augment is True
     cfg = study.train_config(S.p, "preactresnet18", 0.5, reg_pe=0.02)
     entry = study.run_training(S, [cfg])[0]
@@ -367,8 +374,9 @@ def test_training_is_deterministic():
     for _ in range(2):
         torch.manual_seed(0)
         model = study.build_network("senet18", 0.0625, "fashion_mnist")
-        study.train(model, x, y, epochs=1, batch_size=16, seed=1,
-                    regularizer=mf.ErasureRegularizer(0.05, block_rates=(0.01, 0.02, 0.02, 0.1)))
+        hw = mf.SRAMFaults(model="erasure", rate=0.05, block_rates=(0.01, 0.02, 0.02, 0.1))
+        step = Step(model, torch.optim.SGD(model.parameters(), lr=0.05), hw, FreshChip())
+        fit(step, x, y, epochs=1, batch_size=16, seed=1, drop_last=True)
         outs.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
     assert torch.equal(outs[0], outs[1])
 
@@ -390,7 +398,7 @@ def test_training_is_deterministic():
     (lambda: mf.EnergyModel().eta(1.2), "must be a probability in [0, 1]"),
     (lambda: mf.EnergyModel().fault_rate(-0.5), "eta=-0.5: must be in [0, 1]"),
     (lambda: mf.blockwise_rates(0.01, (10, 5, 0.5, 1)), "must be 4 numbers >= 1"),
-    (lambda: mf.ErasureRegularizer(3.0), "p_e=3.0"),
+    (lambda: mf.SRAMFaults(model="erasure", rate=3.0), "p_e=3.0"),
     (lambda: cm.build("vgg16"), "arch='vgg16': must be one of preactresnet18"),
     (lambda: cm.build("resnet18", width=0), "width=0: must be a float > 0"),
     (lambda: study.check_train_config({"arch": "resnet18"}), "training config lacks"),

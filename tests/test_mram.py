@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from hwlib import mram
+from hwlib.chapters import sddhr as chapter
+from hwlib.hardware import mram
 from hwlib.errors import ParameterError
 
 MU = 3000.0
@@ -40,7 +41,7 @@ def test_monte_carlo_matches_quadrature(scale):
     cell = mram.MRAMCell.from_variation(0.03, scale)
     for state in ("P", "AP"):
         mu, sigma = cell.state(state)
-        r = mram.conductance_mc({"mu": mu, "sigma": sigma, "r_min_rel": 0.1,
+        r = chapter.conductance_mc({"mu": mu, "sigma": sigma, "r_min_rel": 0.1,
                                  "n_samples": 400_000, "seed": 11})
         m, v = _exact_moments(mu, sigma, 0.1)
         assert abs(r["mean"] - m) < 4 * r["mean_se"]
@@ -53,7 +54,7 @@ def test_exact_density_integrates_and_matches_histogram():
     mu, sigma = MU, 0.2 * MU
     total = integrate.quad(lambda g: mram.g_density(g, mu, sigma), 1e-9, 50 / mu, limit=200)[0]
     assert total == pytest.approx(1.0, abs=1e-6)  # P(R<=0) ~ 3e-7 is the only missing mass
-    r = mram.conductance_mc({"mu": mu, "sigma": sigma, "r_min_rel": 1e-3,
+    r = chapter.conductance_mc({"mu": mu, "sigma": sigma, "r_min_rel": 1e-3,
                              "n_samples": 1_000_000, "seed": 2, "bins": 60})
     edges = r["hist_edges"]
     expected = np.array([integrate.quad(lambda g: mram.g_density(g, mu, sigma), a, b)[0]

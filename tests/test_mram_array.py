@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hwlib import mram
+from hwlib.hardware import mram
 from hwlib.errors import ParameterError
 
 

@@ -1,15 +1,25 @@
-"""S-DDHR training pieces: regimes, gradients through E[Z], instances, the paper's VGG BNN."""
+"""S-DDHR training pieces: regimes, gradients through E[Z], chips, the paper's VGG BNN."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from hwlib import mram, sddhr
-from hwlib.binary import binarize
+from hwlib.chapters import sddhr
 from hwlib.errors import ParameterError
+from hwlib.hardware import mram
+from hwlib.hardware.base import attach
+from hwlib.methods.evaluation import accuracy_on_chips
+from hwlib.methods.training import Step, fit
+from hwlib.models.binary import BinaryMLP, MRAMConv2d, MRAMLinear, VGGBinaryNet, binarize
 
 CELL = mram.MRAMCell.from_variation(0.03, 10.0)
+HW = mram.MRAMArray(CELL, "conductance")
+
+
+def _train_chip(regime, seed=3):
+    """The chip a regime trains on (its method's chips for one step)."""
+    return sddhr.method_for(regime, seed).chips(HW, None)[0]
 
 
 def _data(n=64, side=28, ch=1, classes=10, seed=0):
@@ -28,9 +38,9 @@ def test_sign_ste():
 @pytest.mark.parametrize("regime", sddhr.REGIMES)
 def test_gradients_flow_through_every_regime(regime):
     x, y = _data()
-    model = sddhr.BinaryMLP(784, (32, 32), 10)
-    sddhr.set_hardware(model, sddhr.hardware_for(regime, CELL, 3))
-    F.cross_entropy(model(x), y).backward()
+    model = BinaryMLP(784, (32, 32), 10)
+    with attach(model, _train_chip(regime)):
+        F.cross_entropy(model(x), y).backward()
     for name, prm in model.named_parameters():
         assert prm.grad is not None and torch.isfinite(prm.grad).all(), name
     assert all(p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "weight" in n)
@@ -41,16 +51,16 @@ def test_instance_gradient_is_the_ideal_gradient():
     torch.manual_seed(0)
     a = torch.randint(0, 2, (8, 40)).float() * 2 - 1
     a.requires_grad_(True)
-    layer = sddhr.MRAMLinear(40, 6)
-    sddhr.set_hardware(layer, sddhr.InstanceHardware(CELL, [2]))
+    layer = MRAMLinear(40, 6)
+    mram.set_readout(layer, mram.InstanceReadout(CELL, [2]))
     u = layer(a)
     w = binarize(layer.weight)
-    arr = layer.hardware.array(layer, 40, 6)
+    arr = layer.readout.array(layer, 40, 6)
     assert torch.allclose(u, arr.preactivation(a.detach(), w.detach().t()), atol=1e-4)
     g = torch.randn_like(u)
     (u * g).sum().backward()
     a_ref = a.detach().clone().requires_grad_(True)
-    lin = sddhr.MRAMLinear(40, 6)
+    lin = MRAMLinear(40, 6)
     lin.weight.data.copy_(layer.weight.data)
     (lin(a_ref) * g).sum().backward()
     assert torch.allclose(a.grad, a_ref.grad) and torch.allclose(layer.weight.grad,
@@ -60,15 +70,15 @@ def test_instance_gradient_is_the_ideal_gradient():
 def test_ps_ddhr_mean_is_the_ideal_mapping():
     torch.manual_seed(1)
     a = torch.randint(0, 2, (4, 64)).float() * 2 - 1
-    layer = sddhr.MRAMLinear(64, 3)
-    sddhr.set_hardware(layer, sddhr.ParametricHardware(CELL))
+    layer = MRAMLinear(64, 3)
+    mram.set_readout(layer, mram.ParametricReadout(CELL))
     with torch.no_grad():
         draws = torch.stack([layer(a) for _ in range(4000)])
         ideal = F.linear(a, binarize(layer.weight))
     std = mram.preactivation_std(ideal, 64, CELL)
     assert torch.allclose(draws.mean(0), ideal, atol=float(5 * std.max() / 4000**0.5))
     assert torch.allclose(draws.std(0) / std, torch.ones_like(std), atol=0.08)
-    sddhr.set_hardware(layer, sddhr.ApproximateHardware(CELL))
+    mram.set_readout(layer, mram.ApproximateReadout(CELL))
     with torch.no_grad():
         spread = torch.stack([layer(a) for _ in range(4000)]).std(0)
     assert torch.allclose(spread, torch.full_like(spread, mram.as_ddhr_std(64, CELL)), rtol=0.08)
@@ -76,11 +86,11 @@ def test_ps_ddhr_mean_is_the_ideal_mapping():
 
 def test_stacked_instance_evaluation_equals_one_by_one():
     x, y = _data(200)
-    model = sddhr.BinaryMLP(784, (48, 48), 10).eval()
+    model = BinaryMLP(784, (48, 48), 10).eval()
     seeds = [1, 2, 3]
-    stacked = sddhr.accuracy_on_instances(model, x, y, CELL, seeds, batch_size=64)
+    stacked = accuracy_on_chips(model, HW, x, y, seeds, batch_size=64)
     model.stackable = False
-    looped = sddhr.accuracy_on_instances(model, x, y, CELL, seeds, batch_size=64)
+    looped = accuracy_on_chips(model, HW, x, y, seeds, batch_size=64)
     np.testing.assert_allclose(stacked, looped)
 
 
@@ -96,19 +106,21 @@ def test_padding_rows_add_nothing():
 @pytest.mark.parametrize("regime", ["ideal", "ddhr", "ps_ddhr"])
 def test_vgg_bnn_full_size_one_step_on_cifar_shaped_data(regime):
     torch.manual_seed(0)
-    model = sddhr.VGGBinaryNet(10, width=1.0)
-    convs = [m for m in model.modules() if isinstance(m, sddhr.MRAMConv2d)]
-    fcs = [m for m in model.modules() if isinstance(m, sddhr.MRAMLinear)]
+    model = VGGBinaryNet(10, width=1.0)
+    convs = [m for m in model.modules() if isinstance(m, MRAMConv2d)]
+    fcs = [m for m in model.modules() if isinstance(m, MRAMLinear)]
     assert len(convs) == 6 and len(fcs) == 3 and [c.weight.shape[0] for c in convs] == [
         128, 128, 256, 256, 512, 512] and fcs[0].weight.shape == (1024, 8192)
     x, y = _data(4, side=32, ch=3)
-    sddhr.train(model, sddhr.hardware_for(regime, CELL, 1), x, y, epochs=1, batch_size=4)
+    step = Step(model, torch.optim.Adam(model.parameters(), 1e-3), HW,
+                sddhr.method_for(regime, 1))
+    fit(step, x, y, epochs=1, batch_size=4)
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    assert sddhr.accuracy_on_instances(model, x, y, CELL, [1, 2], batch_size=4).shape == (2,)
+    assert accuracy_on_chips(model, HW, x, y, [1, 2], batch_size=4).shape == (2,)
 
 
 def test_study_configs_and_bad_regime():
-    cfgs = sddhr.study_configs("mnist", [1, 10], 5, epochs=1, device="cpu")
+    cfgs = sddhr.study_configs("mnist", [1, 10], 5, epochs=1, torch_device="cpu")
     by = {}
     for c in cfgs:
         by.setdefault(c["regime"], []).append(c)
@@ -116,7 +128,7 @@ def test_study_configs_and_bad_regime():
     assert len(by["ddhr"]) == 10 and all(c["eval_seeds"] == [c["train_seed"]] for c in by["ddhr"])
     assert all(c["train_seed"] not in c["eval_seeds"] for c in by["fixed"])
     with pytest.raises(ParameterError, match="regime 'magic'"):
-        sddhr.study_configs("mnist", [1], 5, regimes=["magic"])
+        sddhr.study_configs("mnist", [1], 5, regimes=["magic"], epochs=1)
 
 
 def test_train_run_end_to_end_on_mnist():
@@ -126,9 +138,9 @@ def test_train_run_end_to_end_on_mnist():
         pytest.skip("MNIST not under the data root (set HWLIB_DATA)")
     cfg = dict(dataset="mnist", regime="ps_ddhr", train_scale=10.0, train_seed=0,
                eval_scales=[0.0, 10.0], eval_seeds=[1, 2], epochs=2, n_train=2048, n_test=256,
-               n_test_epoch=128, batch_size=64, lr=0.01, model="mlp", hidden=[32, 32], width=1.0,
-               sigma_rel_nominal=0.03, mu_p_ohm=3000.0, tmr=1.0, r_min_rel=0.1,
-               instance_model="conductance", device="cpu", seed=0)
+               n_test_epoch=128, batch_size=64, lr=0.01, network="mlp", hidden_widths=[32, 32],
+               width=1.0, sigma_rel_nominal=0.03, mu_p_ohm=3000.0, tmr=1.0, r_min_rel=0.1,
+               instance_model="conductance", torch_device="cpu", seed=0)
     out = sddhr.train_run(cfg)
     assert out["history"].shape == (2, 2, 2) and out["final"].shape == (2, 2)
     assert out["final"][0, 0] == out["final"][0, 1]  # scale 0: variability-free, same for all

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwlib import checkpoint
+from hwlib.models import checkpoint
 from hwlib.errors import ParameterError, StoreError
 from hwlib.study import store as store_mod
 from hwlib.study.store import ResultStore, config_key
@@ -166,18 +166,18 @@ def test_entry_without_its_outputs_is_recomputed(store):
 def test_a_changed_helper_module_makes_its_dependents_stale(monkeypatch):
     from hwlib.study import provenance
 
-    before = provenance.code_fingerprint("hwlib.hasgd_experiments")
-    assert "hwlib.checkpoint" in provenance.fingerprint_closure("hwlib.hasgd_experiments")
-    assert "hwlib.checkpoint" in provenance.fingerprint_closure("hwlib.memory_faults_study")
+    before = provenance.code_fingerprint("hwlib.chapters.hasgd")
+    assert "hwlib.models.checkpoint" in provenance.fingerprint_closure("hwlib.chapters.hasgd")
+    assert "hwlib.models.checkpoint" in provenance.fingerprint_closure("hwlib.chapters.memory_faults")
     real = provenance.module_source
 
     def edited(name):  # load_state_arrays now halves every weight
         text = real(name)
         return text.replace("torch.as_tensor(np.asarray(v))", "torch.as_tensor(np.asarray(v)) / 2"
-                            ) if name == "hwlib.checkpoint" else text
+                            ) if name == "hwlib.models.checkpoint" else text
 
     monkeypatch.setattr(provenance, "module_source", edited)
-    assert provenance.code_fingerprint("hwlib.hasgd_experiments") != before
+    assert provenance.code_fingerprint("hwlib.chapters.hasgd") != before
 
 
 def test_experiment_code_takes_only_number_neutral_names_from_plumbing():
@@ -216,7 +216,8 @@ def test_stale_input_never_yields_a_fresh_output(tmp_path):
     # without HWLIB_ALLOW_STALE: the new evaluation is not fresh, the network is recomputed,
     # and the evaluation made from the old network is stale too (its input changed)
     assert store.load(derived, {"profile": "smoke", "seed": 1, "shift": 1.0}) is None
-    store.get_or_compute(noise, {"seed": 1})
+    assert store.load(noise, {"seed": 1}) is None  # stale: recomputed, by changed code
+    store.save(noise, {"seed": 1}, {"mean": 0.5, "sample": base["sample"], "threads": 1}, 0.0)
     assert store.load(derived, {"profile": "smoke", "seed": 1}) is None
     again = store.get_or_compute(derived, {"profile": "smoke", "seed": 1})
     assert not again.stale

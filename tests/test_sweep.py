@@ -82,10 +82,10 @@ def test_bad_worker_and_backend_settings(monkeypatch, tmp_path):
 DETERMINISM = """
 import json, sys
 import hwlib
-from hwlib import mram
+from hwlib.chapters import sddhr
 S = hwlib.setup("smoke", mc_samples=20000)
 S.store = hwlib.ResultStore("smoke", root=sys.argv[1])
-table, _ = mram.moment_sweep(S, [1, 10], n_samples=20000, seed=0)
+table, _ = sddhr.moment_sweep(S, [1, 10], n_samples=20000, seed=0)
 print(json.dumps(table[["mc_mean", "mc_var", "skew"]].values.tolist()))
 """
 

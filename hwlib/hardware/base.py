@@ -114,7 +114,7 @@ class Hardware(ABC):
     def fresh(self, generator: torch.Generator | None) -> Chip:
         """A chip for one training step: by default the chip of a seed drawn from
         ``generator`` (torch's global generator when None); not cached."""
-        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+        seed = int(torch.randint(0, 2 ** 31, (1,), generator=generator))
         return self._sample(seed)
 
     @property

@@ -115,6 +115,8 @@ def g_moments_first_order(mu: float, sigma: float) -> tuple[float, float]:
     Returns:
         (mean, variance) of G, in siemens and siemens^2.
     """
+    _positive("mu", mu)
+    _positive("sigma", sigma, allow_zero=True)
     return 1.0 / mu, sigma**2 / mu**4
 
 
@@ -128,6 +130,8 @@ def g_moments_second_order(mu: float, sigma: float) -> tuple[float, float]:
     Returns:
         (mean, variance) of G, in siemens and siemens^2.
     """
+    _positive("mu", mu)
+    _positive("sigma", sigma, allow_zero=True)
     eps2 = (sigma / mu) ** 2
     return (1.0 + eps2) / mu, sigma**2 / mu**4 * (1.0 + 8.0 * eps2)
 
@@ -380,13 +384,14 @@ class InstanceReadout(ExactReadout):
         self.stacked = stacked
         if not stacked and len(self.seeds) != 1:
             raise ParameterError(f"seeds={self.seeds}: one seed unless stacked=True")
-        self._arrays: dict[int, ArrayInstance] = {}
+        self._arrays: dict[tuple[int, int, int], ArrayInstance] = {}
 
     def array(self, layer: Any, M: int, N: int) -> ArrayInstance:
         """The (cached) array instance of one layer."""
-        key = layer.array_index
+        key = (layer.array_index, M, N)  # a chip's arrays are seeded by layer index
         if key not in self._arrays:
-            parts = [ArrayInstance.sample(M, N, self.cell, 1000 * s + key, model=self.model)
+            index = layer.array_index
+            parts = [ArrayInstance.sample(M, N, self.cell, 1000 * s + index, model=self.model)
                      for s in self.seeds]  # drawn on the CPU: the same chip on any device
             device = layer.weight.device
             if self.stacked:

@@ -304,6 +304,9 @@ def faulty_cells(n_cells: int, p: float, generator: torch.Generator) -> torch.Te
     ``G = floor(ln(1 - U) / ln(1 - p)) + 1`` with ``P(G > k) = (1 - p)^k``, so the cost grows
     with ``n_cells * p``, not with ``n_cells``.
     """
+    check_probability("p", p)
+    if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 0:
+        raise ParameterError(f"n_cells={n_cells!r}: must be an int >= 0")
     if p <= 0 or n_cells <= 0:
         return torch.zeros(0, dtype=torch.int64)
     if p >= 1:
@@ -430,7 +433,7 @@ class FaultMap:
         if self.model == "erasure":
             flat.index_fill_(1, self.index, 0)
         else:
-            s = quantization_scale(flat, per_sample=True, nonnegative=not self.signed)
+            s = quantization_scale(flat.detach(), per_sample=True, nonnegative=not self.signed)
             flat.index_copy_(1, self.index, self._masked(flat.index_select(1, self.index), s))
         return x
 
@@ -537,6 +540,22 @@ class FaultConfig:
                    None if br is None else tuple(br))
 
 
+@contextlib.contextmanager
+def _restoring() -> Iterator[tuple[list, list]]:
+    """Hooks and overwritten parameters of an attached chip: ``(handles, saved)``, where
+    ``saved`` holds ``(parameter, original values)``; all undone on exit."""
+    handles: list = []
+    saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+    try:
+        yield handles, saved
+    finally:
+        for h in handles:
+            h.remove()
+        with torch.no_grad():
+            for p, original in saved:
+                p.copy_(original)
+
+
 class FaultyChip(Chip):
     """One hardware instance: a chip at one operating point, with its own fixed fault map.
 
@@ -586,9 +605,7 @@ class FaultyChip(Chip):
     @contextlib.contextmanager
     def attached(self, model: nn.Module) -> Iterator[nn.Module]:
         """Run ``model`` on this chip inside the ``with`` block (see the class text)."""
-        saved: list[tuple[torch.Tensor, torch.Tensor]] = []
-        handles = []
-        try:
+        with _restoring() as (handles, saved):
             with torch.no_grad():
                 for k, (name, p) in enumerate(model.named_parameters()):
                     rate = self.config.rate_of(block_of(name, model), "weights")
@@ -614,12 +631,6 @@ class FaultyChip(Chip):
 
                 handles.append(mod.register_forward_hook(hook))
             yield model
-        finally:
-            for h in handles:
-                h.remove()
-            with torch.no_grad():
-                for p, original in saved:
-                    p.copy_(original)
 
 
 class ErasureChip(Chip):
@@ -650,9 +661,7 @@ class ErasureChip(Chip):
 
     @contextlib.contextmanager
     def attached(self, model: nn.Module) -> Iterator[nn.Module]:  # noqa: D102
-        handles = []
-        saved: list[tuple[torch.Tensor, torch.Tensor]] = []
-        try:
+        with _restoring() as (handles, saved):
             for name, mod in activation_sites(model):
                 rate = self.config.rate_of(block_of(name, model), "activations")
                 if rate > 0:
@@ -669,12 +678,6 @@ class ErasureChip(Chip):
                     if p.requires_grad:
                         handles.append(p.register_hook(lambda g, keep=keep: g * keep))
             yield model
-        finally:
-            for h in handles:
-                h.remove()
-            with torch.no_grad():
-                for p, original in saved:
-                    p.copy_(original)
 
 
 class SRAMFaults(Hardware):

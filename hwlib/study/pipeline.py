@@ -41,6 +41,8 @@ BUILD = BUILD_ROOT / "_build"
 STAGE = BUILD / "jb"
 SCORECARD_MARK = "<!-- hwlib:scorecard"
 STATUS_MARK = "<!-- hwlib:status -->"
+TIMING_MARK = "<!-- hwlib:timing"
+BENCH_MARK = "<!-- hwlib:bench"
 
 
 def toc_files(root: Path = PROJECT_ROOT) -> list[str]:
@@ -319,22 +321,69 @@ def _mathjax_file() -> Path:
     return base / "static" / "mathjax" / "es5" / "tex-svg-full.js"
 
 
+def _marker_chapter(stripped: str) -> str | None:
+    words = stripped.removeprefix("<!--").removesuffix("-->").split()
+    return next((w.split("=", 1)[1] for w in words if w.startswith("chapter=")), None)
+
+
 def _fill_markers(page: Path, root: Path | None) -> None:
-    from . import scorecard, status
+    """Replace the markers of a book page by what the store holds: the scorecard, the status
+    page, a chapter's measured cold time (:func:`cold_run`) and its benchmark table
+    (``make bench``)."""
+    from . import records, scorecard, status
 
     lines = []
     for line in page.read_text().splitlines():
         stripped = line.strip()
         if stripped.startswith(SCORECARD_MARK):
-            words = stripped.removeprefix("<!--").removesuffix("-->").split()
-            chapter = next((w.split("=", 1)[1] for w in words if w.startswith("chapter=")),
-                           None)
-            lines.append(scorecard.markdown(chapter, root))
+            lines.append(scorecard.markdown(_marker_chapter(stripped), root))
         elif stripped == STATUS_MARK:
-            lines.append(status.markdown(toc_notebooks()))
+            lines.append(status.markdown([(nb, executed_meta(nb)) for nb in toc_notebooks()]))
+        elif stripped.startswith(TIMING_MARK):
+            lines.append(records.timing_markdown(_marker_chapter(stripped), root))
+        elif stripped.startswith(BENCH_MARK):
+            lines.append(records.bench_markdown(_marker_chapter(stripped), root))
         else:
             lines.append(line)
     page.write_text("\n".join(lines) + "\n")
+
+
+def chapter_notebooks(chapter: str) -> list[Path]:
+    """A chapter's notebooks in reading order (``_toc.yml``)."""
+    return [nb for nb in toc_notebooks() if nb.parts[:2] == ("notebooks", chapter)]
+
+
+def cold_run(chapter: str, profile: str = "book", quiet: bool = False) -> dict[str, Any]:
+    """Execute a chapter's notebooks in order with none of its results stored, and record the
+    wall times (``results/<profile>/timings/<chapter>.json``, shown on the chapter's page).
+
+    The chapter's stored results are moved aside first and put back if the run fails, so that
+    nothing is lost; on success the new results replace them.
+    """
+    from . import records
+    from .store import default_root
+
+    check_profile(profile)
+    notebooks = chapter_notebooks(chapter)
+    if not notebooks:
+        raise ParameterError(f"chapter={chapter!r}: no notebooks in _toc.yml")
+    base = default_root() / profile
+    aside = base / f".cold-{chapter}-{time.time_ns()}"
+    moved = records.move_chapter_results(base, chapter, aside)
+    walls: dict[str, float] = {}
+    try:
+        start = time.perf_counter()
+        for nb in notebooks:
+            t0 = time.perf_counter()
+            run_notebook(nb, profile, {}, quiet=quiet)
+            walls[str(nb)] = round(time.perf_counter() - t0, 1)
+        total = time.perf_counter() - start
+    except BaseException:
+        records.move_chapter_results(aside, chapter, base, replace=True)
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+    return records.save_timing(base, chapter, walls, total, moved)
 
 
 def stage(results_root: Path | None = None) -> Path:

@@ -249,6 +249,10 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
 }
 
 
+# --- the guide "Using hwlib in your own code": the shared settings (its examples are small).
+CHAPTER_PROFILES["guide"] = {"smoke": dict(n_train=1_024), "book": {}, "paper": {}}
+
+
 def settings(profile: str, chapter: str | None = None) -> dict[str, object]:
     """The settings of ``profile`` as one chapter sees them (no checks: see params)."""
     out = dict(PROFILES[profile])

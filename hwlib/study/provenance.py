@@ -236,15 +236,24 @@ def git_commit() -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def hwlib_version() -> str:
+    """The installed hwlib's version (from its package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hwlib")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def environment() -> dict[str, str | None]:
     """Versions of the software that produced a result."""
     import numpy
     import torch
 
-    from .. import __version__
-
     return {
-        "hwlib": __version__,
+        "hwlib": hwlib_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),

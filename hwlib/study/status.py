@@ -9,11 +9,10 @@ from typing import Any
 from .provenance import utc_now
 
 
-def notebook_status(nb: Path) -> dict[str, Any]:
-    """The execution record of one notebook (from its executed copy's metadata)."""
-    from .pipeline import executed_meta
-
-    meta = executed_meta(nb) or {}
+def notebook_status(nb: Path, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The execution record of one notebook, from its executed copy's metadata (None: not
+    executed)."""
+    meta = meta or {}
     entries = meta.get("entries", [])
     latest: dict[str, dict[str, Any]] = {}
     for e in entries:  # the last record of each entry (a read may follow a compute)
@@ -49,10 +48,11 @@ def _run(r: dict[str, Any]) -> str:
     return f"**custom run**: {params}"
 
 
-def markdown(notebooks: list[Path]) -> str:
-    """The status page: a compact table (one short row per notebook) and, per notebook, the
-    provenance of its results in a collapsed block."""
-    rows = [notebook_status(nb) for nb in notebooks]
+def markdown(executed: list[tuple[Path, dict[str, Any] | None]]) -> str:
+    """The status page from each notebook and its executed copy's metadata: a compact table
+    (one short row per notebook) and, per notebook, the provenance of its results in a
+    collapsed block."""
+    rows = [notebook_status(nb, meta) for nb, meta in executed]
     out = [f"Page generated {utc_now()}.", "",
            "| notebook | profile | run | wall time | results: computed / read / stale |",
            "|---|---|---|---|---|"]

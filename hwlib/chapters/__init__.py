@@ -1,0 +1,1 @@
+"""One module per paper: configs, stored experiments, sweeps to frames, claim readings."""
