@@ -43,7 +43,7 @@ from ..study.store import Entry, current_store, experiment
 #: The keys of a training config that come from the notebook's parameters.
 TRAIN_KNOBS = ("dataset", "network", "hidden_widths", "wrn_depth", "wrn_width", "epochs",
                "n_train", "batch_size", "optimizer", "lr", "weight_decay",
-               "augment", "fold", "curve_images", "curve_instances", "seed")
+               "augment", "fold", "batch_norm", "curve_images", "curve_instances", "seed")
 #: Seed of the first test chip; chip i uses INSTANCE_SEED + i (the same chips for every
 #: network, so that networks are compared on the same hardware).
 INSTANCE_SEED = 1
@@ -54,31 +54,36 @@ EVAL_BATCH = 1000
 # --- configs ----------------------------------------------------------------------------------
 
 def train_config(params: Any, train_sigma: float, train_shift: float = 0.0, samples: int = 1,
-                 device: str = "cpu") -> dict[str, Any]:
+                 device: str = "cpu", shift_model: str = "pair") -> dict[str, Any]:
     """The full config of one training run.
 
     Args:
         params: the session's resolved parameters (``S.p``), holding every :data:`TRAIN_KNOBS`.
         train_sigma: sigma of the training distribution q (fraction of the dynamic range).
-        train_shift: the device shift of q (same unit).
+        train_shift: the device drift of q (see
+            :class:`~hwlib.hardware.crossbar.GaussianPerturbation`).
         samples: L, perturbation samples per mini-batch.
         device: ``cpu`` or ``cuda``.
+        shift_model: how the drift acts: ``pair`` (the poster's differential pair) or
+            ``single``.
     """
-    GaussianPerturbation(train_sigma, train_shift)  # checks the values
+    GaussianPerturbation(train_sigma, train_shift, shift_model)  # checks the values
     check_int("samples", samples, 1)
     cfg = {k: getattr(params, k) for k in TRAIN_KNOBS}
     cfg.update(train_sigma=float(train_sigma), train_shift=float(train_shift),
-               samples=int(samples), torch_device=device)
+               shift_model=shift_model, samples=int(samples), torch_device=device)
     return cfg
 
 
-def point(sigma: float, shift: float = 0.0, fold: str = "range", bits: int = 0
-          ) -> dict[str, Any]:
-    """One test condition: noise level p, device shift, folding rule, ADC bits (0: no ADC)."""
-    GaussianPerturbation(sigma, shift)
+def point(sigma: float, shift: float = 0.0, fold: str = "range", bits: int = 0,
+          shift_model: str = "pair") -> dict[str, Any]:
+    """One test condition: noise level p, device drift and how it acts, folding rule, ADC
+    bits (0: no ADC)."""
+    GaussianPerturbation(sigma, shift, shift_model)
     if bits:
         ADC(bits)
-    return {"sigma": float(sigma), "shift": float(shift), "fold": fold, "bits": int(bits)}
+    return {"sigma": float(sigma), "shift": float(shift), "shift_model": shift_model,
+            "fold": fold, "bits": int(bits)}
 
 
 # --- training -------------------------------------------------------------------------------
@@ -91,9 +96,11 @@ def main_networks(params: Any, device: str = "cpu") -> list[dict[str, Any]]:
     return [train_config(params, s, 0.0, params.samples, device) for s in params.train_sigmas]
 
 
-def shift_networks(params: Any, device: str = "cpu") -> list[dict[str, Any]]:
-    """The mean-shift study's networks (Fig. 8): ``shift_sigma`` noise, one per training shift."""
-    return [train_config(params, params.shift_sigma, m, params.samples, device)
+def shift_networks(params: Any, device: str = "cpu", shift_model: str = "pair"
+                   ) -> list[dict[str, Any]]:
+    """The mean-shift study's networks (Fig. 8): ``shift_sigma`` noise, one per training shift,
+    the drift acting as ``shift_model`` says."""
+    return [train_config(params, params.shift_sigma, m, params.samples, device, shift_model)
             for m in params.train_shifts]
 
 
@@ -161,9 +168,9 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
     opt = optimizer_for(model, config["optimizer"], config["lr"], config["weight_decay"])
     sched = cosine_schedule(opt, config["epochs"],
                             steps_per_epoch(len(y), config["batch_size"]))
-    q = AnalogCrossbar(GaussianPerturbation(config["train_sigma"], config["train_shift"]),
-                       config["fold"])
-    step = Step(model, opt, q, HASGD(config["samples"]),
+    q = AnalogCrossbar(GaussianPerturbation(config["train_sigma"], config["train_shift"],
+                                            config["shift_model"]), config["fold"])
+    step = Step(model, opt, q, HASGD(config["samples"], config["batch_norm"]),
                 generator=torch.Generator(device=device).manual_seed(seed))
     clean_hw = AnalogCrossbar(GaussianPerturbation(), config["fold"])
     seeds = [INSTANCE_SEED + i for i in range(config["curve_instances"])]
@@ -226,7 +233,8 @@ def evaluate_run(config: dict[str, Any]) -> dict[str, Any]:
                 ranges = ADC(8).calibrate(model, xc.to(device)).ranges
             adc = ADC(pt["bits"])
             adc.ranges = ranges
-        hw = AnalogCrossbar(GaussianPerturbation(pt["sigma"], pt["shift"]), pt["fold"], adc)
+        hw = AnalogCrossbar(GaussianPerturbation(pt["sigma"], pt["shift"], pt["shift_model"]),
+                            pt["fold"], adc)
         out.append(accuracy_on_chips(model, hw, xt, yt, seeds, EVAL_BATCH))
     return {"accuracy": np.stack(out)}
 

@@ -25,6 +25,7 @@ of each epoch (synchronized on CUDA).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -50,6 +51,57 @@ class Method:
     def config(self) -> dict[str, Any]:
         """The method as plain values (for store configs)."""
         return {"method": self.name}
+
+    def passes(self, model: nn.Module, x: torch.Tensor) -> contextlib.AbstractContextManager:
+        """A context around one step's passes through its chips (default: nothing)."""
+        return contextlib.nullcontext()
+
+
+#: How batch normalization runs in the perturbed passes of a step (see :class:`HASGD`).
+BATCH_NORM_MODES = ("clean", "perturbed")
+
+
+@contextlib.contextmanager
+def clean_batch_norm(model: nn.Module, x: torch.Tensor):
+    """Within the block, every batch-norm layer in training mode normalizes with the
+    statistics of the *clean* network on the batch ``x``, as constants.
+
+    On entry one forward pass of the clean network (no gradients) computes each layer's batch
+    mean and (biased) variance, and updates the running statistics from them, once. Inside the
+    block the layers run as in evaluation mode with those batch statistics; on exit their
+    running statistics and mode are restored. Without batch-norm layers in training mode it
+    does nothing.
+    """
+    layers = [m for m in model.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if not layers:
+        yield
+        return
+    stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def capture(module, inputs, _out):
+        a = inputs[0]
+        dims = [d for d in range(a.dim()) if d != 1]
+        var, mean = torch.var_mean(a, dim=dims, correction=0)
+        stats[id(module)] = (mean, var)
+
+    hooks = [m.register_forward_hook(capture) for m in layers]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    saved = [(m.running_mean, m.running_var) for m in layers]
+    try:
+        for m in layers:
+            m.running_mean, m.running_var = stats[id(m)]
+            m.train(False)
+        yield
+    finally:
+        for m, (mean, var) in zip(layers, saved):
+            m.running_mean, m.running_var = mean, var
+            m.train(True)
 
 
 @dataclass(frozen=True)
@@ -116,19 +168,34 @@ class HASGD(Method):
 
     Attributes:
         samples: L, chips per step (>= 1).
+        batch_norm: how batch normalization runs in the perturbed passes. ``"clean"``: with
+            the clean network's batch statistics (one extra forward pass without gradients per
+            step, which also updates the running statistics; see :func:`clean_batch_norm`), so
+            that batch statistics cannot absorb part of the perturbation and the running
+            statistics are the clean network's. ``"perturbed"``: in training mode inside each
+            perturbed pass (the statistics follow the perturbed network and the running ones
+            accumulate under noise). Networks without batch normalization are unaffected.
     """
 
     samples: int = 1
+    batch_norm: str = "clean"
     name = "hasgd"
 
     def __post_init__(self) -> None:
         check_int("samples", self.samples, 1)
+        if self.batch_norm not in BATCH_NORM_MODES:
+            raise ParameterError(f"batch_norm={self.batch_norm!r}: must be one of "
+                                 f"{', '.join(BATCH_NORM_MODES)}")
 
     def chips(self, hardware, generator):  # noqa: D102
         return [hardware.fresh(generator) for _ in range(self.samples)]
 
+    def passes(self, model, x):  # noqa: D102
+        return clean_batch_norm(model, x) if self.batch_norm == "clean" \
+            else contextlib.nullcontext()
+
     def config(self) -> dict[str, Any]:  # noqa: D102
-        return {"method": self.name, "samples": self.samples}
+        return {"method": self.name, "samples": self.samples, "batch_norm": self.batch_norm}
 
 
 class Step:
@@ -167,12 +234,13 @@ class Step:
         self.optimizer.zero_grad(set_to_none=True)
         chips = self.method.chips(self.hardware, self.generator)
         total = None
-        for chip in chips:
-            with chip.attached(self.model):
-                loss = self.loss_fn(self.model(x), y)
-                (loss / len(chips)).backward()
-            part = loss.detach().double()
-            total = part if total is None else total + part
+        with self.method.passes(self.model, x):
+            for chip in chips:
+                with chip.attached(self.model):
+                    loss = self.loss_fn(self.model(x), y)
+                    (loss / len(chips)).backward()
+                part = loss.detach().double()
+                total = part if total is None else total + part
         return total / len(chips)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

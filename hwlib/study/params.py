@@ -101,10 +101,13 @@ KNOBS: dict[str, Knob] = {
         "float", "resistance floor as a fraction of the state's mean (clip rule)", lo=1e-6, hi=1
     ),
     "fan_ins": Knob("list[int]", "array fan-ins M (rows) to compare", lo=1, hi=100_000),
-    "instance_model": Knob("str", "how hardware instances are drawn",
-                           choices=("conductance", "resistance")),
+    "instance_model": Knob("str", "how hardware instances are drawn: Gaussian resistances "
+                           "(the device model) or first-order Gaussian conductances",
+                           choices=("resistance", "conductance")),
+    "ablation_model": Knob("str", "how the ablation's hardware instances are drawn",
+                           choices=("resistance", "conductance")),
     "regimes": Knob("list[str]", "training regimes to run",
-                    choices=("ddhr", "ideal", "fixed", "ps_ddhr", "as_ddhr")),
+                    choices=("ddhr", "ideal", "fixed", "ps_ddhr", "as_ddhr", "sampled")),
     "table_scale": Knob("float", "variation multiple of Table 1", lo=0, hi=1000),
     "network": Knob("str", "the network: S-DDHR's binarized MLP or the paper's VGG BNN; HA-SGD's "
                     "ReLU MLP, small CNN or WideResNet (the poster's)",
@@ -130,6 +133,15 @@ KNOBS: dict[str, Knob] = {
     "weight_decay": Knob("float", "L2 weight decay of the optimizer", lo=0, hi=1, nullable=True),
     "augment": Knob("bool", "random crops and flips of the training images (CIFAR)",
                     nullable=True),
+    "batch_norm": Knob("str", "batch normalization in HA-SGD's perturbed passes: the clean "
+                       "network's statistics, or training mode inside each perturbed pass",
+                       choices=("clean", "perturbed"), nullable=True),
+    "shift_model": Knob("str", "how a device drift acts: on differential pairs (a gain) or on "
+                        "single devices (an offset of every entry)", choices=("pair", "single")),
+    "ablation_shift_model": Knob("str", "the drift model of the mean-shift ablation",
+                                 choices=("pair", "single")),
+    "scale_fault_rates": Knob("list[float]", "fault rates p of the activation-scale comparison",
+                              lo=0, hi=1, nullable=True),
     "fold": Knob("str", "folding constant s of the bias column: range-matched (Fig. 5) or s = 1",
                  choices=("range", "unit"), nullable=True),
     "curve_images": Knob("int", "test images behind the per-epoch accuracy curves", lo=1,

@@ -82,11 +82,12 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             reg_epochs=1, reg_lr=0.02,  # ... for this long, from this rate
             mc_chips=10,               # Monte Carlo check of the MSD enumeration (notebook 1)
             robust_drop=0.5,           # accuracy drop (points) of the tolerated rates, Fig. 4
+            scale_fault_rates=[0.01],  # p of the activation-scale comparison
         ),
         "book": dict(
             dataset="fashion_mnist",
             width_f=0.125,             # F = 8 channels: the paper's networks, 8x narrower
-            n_train=20_000, n_test=2_000,
+            n_train=20_000, n_test=10_000,  # the whole test set: thresholds of 0.5 point
             epochs=4,
             lr=0.05, momentum=0.9, weight_decay=5e-4, augment=False,
             instances=5,
@@ -101,6 +102,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             reg_epochs=2, reg_lr=0.02,
             mc_chips=200,
             robust_drop=0.5,           # above fault-map noise at book size
+            scale_fault_rates=[0.002, 0.005, 0.01],
         ),
         "paper": dict(
             dataset="cifar10",         # the paper's
@@ -120,6 +122,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             reg_epochs=200, reg_lr=0.1,
             mc_chips=200,
             robust_drop=0.07,          # Fig. 4's level: 94.8 % against 94.87 % clean
+            scale_fault_rates=[0.001, 0.005, 0.02],
         ),
     },
     # --- HA-SGD (issue 5). The training settings are shared by every notebook of the
@@ -134,6 +137,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             batch_size=128,        # images per mini-batch
             optimizer="adam", lr=2e-3, weight_decay=0.0, augment=False,
             fold="range",              # bias column: range-matched s (Fig. 5)
+            batch_norm="clean",        # perturbed passes use the clean network's BN statistics
             curve_images=256, curve_instances=2,  # per-epoch accuracy curves
             instances=2,               # hardware instances per accuracy point
             samples=1,                 # L of the main networks
@@ -154,6 +158,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             batch_size=1024,       # large: amortizes each step's Gaussian draw on a CPU
             optimizer="adam", lr=3e-3, weight_decay=0.0, augment=False,
             fold="range",
+            batch_norm="clean",
             curve_images=2_000, curve_instances=4,
             instances=10,
             samples=1,
@@ -175,6 +180,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             batch_size=128,
             optimizer="sgd", lr=0.1, weight_decay=5e-4, augment=True,
             fold="range",
+            batch_norm="clean",
             curve_images=2_000, curve_instances=2,
             instances=5,
             samples=1,
