@@ -687,18 +687,27 @@ class FaultyChip(Chip):
         seed: the chip.
     """
 
-    def __init__(self, config: "FaultConfig | SRAMFaults", seed: int = 0) -> None:
+    def __init__(self, config: "FaultConfig | SRAMFaults", seed: int | None = 0,
+                 generator: torch.Generator | None = None) -> None:
         hardware = config if isinstance(config, SRAMFaults) else SRAMFaults(config)
-        super().__init__(hardware, int(seed))
+        super().__init__(hardware, None if seed is None else int(seed))
         self.config = hardware.fault_config
+        self.generator = generator
         self._maps: dict = {}
+
+    def _draw(self, kind: int, k: int, numel: int, rate: float, signed: bool) -> FaultMap:
+        if self.seed is None:  # a fresh chip of one training step: independent draws
+            return FaultMap.sample(numel, rate, self.config.model, signed, self.generator
+                                   if self.generator is not None else torch.Generator()
+                                   .manual_seed(int(torch.randint(0, 2 ** 62, (1,)))))
+        return FaultMap.sample(numel, rate, self.config.model, signed,
+                               seed=_seed(self.seed, kind, k))
 
     def weight_map(self, k: int, numel: int, rate: float) -> FaultMap:
         """The fault map of parameter tensor ``k`` (cached)."""
         key = ("w", k)
         if key not in self._maps:
-            self._maps[key] = FaultMap.sample(numel, rate, self.config.model, True,
-                                              seed=_seed(self.seed, 0, k))
+            self._maps[key] = self._draw(0, k, numel, rate, True)
         return self._maps[key]
 
     def activation_map(self, k: int, numel: int, rate: float, signed: bool,
@@ -706,8 +715,7 @@ class FaultyChip(Chip):
         """The fault map of activation site ``k``, over one inference's values (cached)."""
         key = ("a", k, str(device))
         if key not in self._maps:
-            self._maps[key] = FaultMap.sample(numel, rate, self.config.model, signed,
-                                              seed=_seed(self.seed, 1, k)).to(device)
+            self._maps[key] = self._draw(1, k, numel, rate, signed).to(device)
         fmap = self._maps[key]
         if fmap.numel != numel:
             raise ParameterError(f"activation site {k}: {numel} values per inference; the "
@@ -830,10 +838,16 @@ class SRAMFaults(Hardware):
     def _sample(self, seed: int) -> FaultyChip:
         return FaultyChip(self, seed)
 
-    def fresh(self, generator: torch.Generator | None) -> Chip:  # noqa: D102
+    def fresh(self, generator: torch.Generator | None) -> Chip:
+        """A chip for one training step: erasures drawn anew at every forward pass
+        (:class:`ErasureChip`, the erasure regularizer), or a bit-masking chip whose maps are
+        drawn from ``generator`` (independent maps, not the nested ones of a seeded chip)."""
         if self.fault_config.model == "erasure":
             return ErasureChip(self, generator)
-        return super().fresh(generator)
+        if generator is not None and generator.device.type != "cpu":
+            generator = torch.Generator().manual_seed(
+                int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=generator.device)))
+        return FaultyChip(self, None, generator)
 
     @property
     def is_ideal(self) -> bool:  # noqa: D102
