@@ -458,8 +458,9 @@ def _params(**over):
 
     base = dict(dataset="fashion_mnist", network="mlp", hidden_widths=[16], wrn_depth=10,
                 wrn_width=1, epochs=2, n_train=512, batch_size=64, optimizer="adam",
-                lr=3e-3, weight_decay=0.0, augment=False, fold="range",
-                curve_images=128, curve_instances=2, seed=0)
+                lr=3e-3, weight_decay=0.0, augment=False, fold="range", batch_norm="clean",
+                precision="fp32", channels_last=False, curve_images=128, curve_instances=2,
+                seed=0)
     base.update(over)
     return SimpleNamespace(**base)
 
@@ -543,7 +544,8 @@ def test_chapter_profiles_are_valid_knobs(profile):
     assert set(settings) == set(CHAPTER_PROFILES["hasgd"]["book"])
     for name, value in settings.items():
         check_param(name, value, chapter="hasgd")
-    assert set(X.TRAIN_KNOBS) - {"seed", "n_train"} <= set(settings)
+    shared = {"seed", "n_train", "precision", "channels_last"}  # the shared profiles' settings
+    assert set(X.TRAIN_KNOBS) - shared <= set(settings)
 
 
 def test_small_cnn_trains_on_crossbars():

@@ -385,7 +385,7 @@ def test_paper_path_on_synthetic_cifar10(tmp_path, monkeypatch):
     S = hwlib.setup("paper", chapter="memory_faults", dataset=None, width_f=0.0625, epochs=1,
                     n_train=None, n_test=None, batch_size=8, lr=None, momentum=None,
                     weight_decay=None, augment=None, seed=0, torch_device="cpu", reg_init=None,
-                    reg_epochs=1, reg_lr=0.01)
+                    reg_epochs=1, reg_lr=0.01, precision=None, channels_last=None)
     assert S.p.dataset == "cifar10" and S.p.augment is True
     cfg = study.train_config(S.p, "preactresnet18", 0.5, reg_pe=0.02)
     entry = study.run_training(S, [cfg])[0]

@@ -43,7 +43,8 @@ from ..study.store import Entry, current_store, experiment
 #: The keys of a training config that come from the notebook's parameters.
 TRAIN_KNOBS = ("dataset", "network", "hidden_widths", "wrn_depth", "wrn_width", "epochs",
                "n_train", "batch_size", "optimizer", "lr", "weight_decay",
-               "augment", "fold", "batch_norm", "curve_images", "curve_instances", "seed")
+               "augment", "fold", "batch_norm", "precision", "channels_last", "curve_images",
+               "curve_instances", "seed")
 #: Seed of the first test chip; chip i uses INSTANCE_SEED + i (the same chips for every
 #: network, so that networks are compared on the same hardware).
 INSTANCE_SEED = 1
@@ -171,14 +172,18 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
     q = AnalogCrossbar(GaussianPerturbation(config["train_sigma"], config["train_shift"],
                                             config["shift_model"]), config["fold"])
     step = Step(model, opt, q, HASGD(config["samples"], config["batch_norm"]),
-                generator=torch.Generator(device=device).manual_seed(seed))
+                generator=torch.Generator(device=device).manual_seed(seed),
+                precision=config["precision"],
+                channels_last=config["channels_last"] and config["network"] != "mlp")
     clean_hw = AnalogCrossbar(GaussianPerturbation(), config["fold"])
     seeds = [INSTANCE_SEED + i for i in range(config["curve_instances"])]
     clean, noisy = [], []
 
     def on_epoch(_):
-        clean.append(float(accuracy_on_chips(model, clean_hw, xe, ye, [0], EVAL_BATCH)[0]))
-        noisy.append(accuracy_on_chips(model, q, xe, ye, seeds, EVAL_BATCH))
+        clean.append(float(accuracy_on_chips(model, clean_hw, xe, ye, [0], EVAL_BATCH,
+                                             config["precision"])[0]))
+        noisy.append(accuracy_on_chips(model, q, xe, ye, seeds, EVAL_BATCH,
+                                       config["precision"]))
 
     hist = fit(step, x, y, config["epochs"], config["batch_size"], seed, sched,
                random_crop_flip if config["augment"] else None, on_epoch=on_epoch,
@@ -235,7 +240,7 @@ def evaluate_run(config: dict[str, Any]) -> dict[str, Any]:
             adc.ranges = ranges
         hw = AnalogCrossbar(GaussianPerturbation(pt["sigma"], pt["shift"], pt["shift_model"]),
                             pt["fold"], adc)
-        out.append(accuracy_on_chips(model, hw, xt, yt, seeds, EVAL_BATCH))
+        out.append(accuracy_on_chips(model, hw, xt, yt, seeds, EVAL_BATCH, tc["precision"]))
     return {"accuracy": np.stack(out)}
 
 
@@ -456,10 +461,16 @@ def nearest_minimum(points: np.ndarray, minima: np.ndarray) -> np.ndarray:
 
 
 def _workers(session) -> int | None:
-    """Parallel workers: the default (one per core) on a CPU; one at a time on a GPU (each run
-    uses all of it); none at the smoke profile, whose seconds-long runs would take longer to
-    start worker processes than to compute."""
-    return 1 if session.profile == "smoke" or session.torch_device.type == "cuda" else None
+    """Parallel workers: the sweep's default (one per core on a CPU; as many as fit in a GPU's
+    memory, see :func:`run_gib`); none at the smoke profile, whose seconds-long runs would take
+    longer to start worker processes than to compute."""
+    return 1 if session.profile == "smoke" else None
+
+
+def run_gib(session) -> float:
+    """GPU memory of one run, GiB: WideResNet-28-10 at batch 128 (bfloat16 activations) about
+    12; the small networks about 1."""
+    return 12.0 if session.p.network == "wrn" else 1.0
 
 
 def train_networks(session, configs: Sequence[Mapping[str, Any]], desc: str = "HA-SGD training"
@@ -468,7 +479,7 @@ def train_networks(session, configs: Sequence[Mapping[str, Any]], desc: str = "H
     from ..study.sweep import run_sweep
 
     return run_sweep(train_run, configs, session.store, desc=desc, device=str(session.torch_device),
-                     workers=_workers(session))
+                     workers=_workers(session), run_gib=run_gib(session))
 
 
 def evaluate_networks(session, configs: Sequence[Mapping[str, Any]],
@@ -490,7 +501,8 @@ def evaluate_networks(session, configs: Sequence[Mapping[str, Any]],
               "instances": int(instances), "n_test": n_test, "calib_images": int(calib_images),
               "torch_device": str(session.torch_device.type)} for c in configs]
     entries = run_sweep(evaluate_run, evals, session.store, desc=desc,
-                        device=str(session.torch_device), workers=_workers(session))
+                        device=str(session.torch_device), workers=_workers(session),
+                        run_gib=run_gib(session))
     rows = []
     for c, e in zip(configs, entries):
         acc = np.asarray(e["accuracy"])
@@ -511,7 +523,8 @@ def hessian_traces(session, configs: Sequence[Mapping[str, Any]], images: int, p
              "probes": int(probes), "seed": int(seed), "torch_device": str(session.torch_device.type)}
             for c in configs]
     entries = run_sweep(hessian_run, cfgs, session.store, desc="Hutchinson traces",
-                        device=str(session.torch_device), workers=_workers(session))
+                        device=str(session.torch_device), workers=_workers(session),
+                        run_gib=run_gib(session))
     rows = [{"train_sigma": c["train_sigma"], "train_shift": c["train_shift"],
              "samples": c["samples"], **{k: float(e[k]) for k in
                                          ("trace", "trace_se", "weighted", "weighted_se", "loss")}}

@@ -83,16 +83,17 @@ CALIB_IMAGES = 1_000
 
 def accuracy_on_faulty_chips(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                              config: FaultConfig, seeds: Sequence[int], batch_size: int = 500,
-                             activation_scales: Sequence[float] | None = None) -> np.ndarray:
+                             activation_scales: Sequence[float] | None = None,
+                             precision: str = "fp32") -> np.ndarray:
     """Test accuracy on each chip (one per seed) at one operating point (``activation_scales``:
     fixed steps of the activation memories, or ``None`` for the per-inference rule)."""
     return accuracy_on_chips(model, SRAMFaults(config, activation_scales), x, y, seeds,
-                             batch_size)
+                             batch_size, precision)
 
 
 REQUIRED_TRAIN = ("dataset", "arch", "width", "epochs", "n_train", "n_test", "batch_size", "lr",
                   "momentum", "weight_decay", "augment", "reg_pe", "reg_targets",
-                  "reg_block_rates", "init", "seed", "torch_device")
+                  "reg_block_rates", "init", "precision", "channels_last", "seed", "torch_device")
 
 
 def check_train_config(config: Mapping[str, Any]) -> None:
@@ -146,12 +147,14 @@ def train_network(config: dict[str, Any]) -> dict[str, Any]:
                         nesterov=False)
     sched = cosine_schedule(opt, config["epochs"],
                             steps_per_epoch(len(y), config["batch_size"], drop_last=True))
-    step = Step(model, opt, hardware, FreshChip() if regularized else Standard())
+    step = Step(model, opt, hardware, FreshChip() if regularized else Standard(),
+                precision=config["precision"], channels_last=config["channels_last"])
     black_pad = functools.partial(random_crop_flip, fill=black(config["dataset"]))
     hist = fit(step, x, y, config["epochs"], config["batch_size"], config["seed"], sched,
                black_pad if config["augment"] else None, drop_last=True,
                desc=f"{config['arch']} x{config['width']:.3g}")
-    return {**state_arrays(model), "clean_accuracy": accuracy(model, xt, yt),
+    return {**state_arrays(model), "clean_accuracy": accuracy(model, xt, yt, 500,
+                                                              config["precision"]),
             "loss": np.array(hist["loss"]), "epoch_time_s": np.array(hist["epoch_time_s"])}
 
 
@@ -214,7 +217,7 @@ def evaluate(config: dict[str, Any]) -> dict[str, Any]:
         raise ParameterError(f"activation_scale={config['activation_scale']!r}: must be one of "
                              f"{', '.join(ACTIVATION_SCALES)}")
     acc = accuracy_on_faulty_chips(model, xt, yt, faults, config["seeds"], config["batch_size"],
-                                   scales)
+                                   scales, config["train"]["precision"])
     return {"accuracy": acc, "train_key": config_key(train_network.name, config["train"])}
 
 
@@ -244,6 +247,7 @@ def train_config(params: Any, arch: str = "preactresnet18", width: float = 1.0,
             "reg_pe": float(reg_pe), "reg_targets": "both",
             "reg_block_rates": None if reg_block_rates is None else [float(r) for r in
                                                                      reg_block_rates],
+            "precision": params.precision, "channels_last": bool(params.channels_last),
             "seed": params.seed if seed is None else seed, "torch_device": device}
 
 
@@ -271,7 +275,7 @@ def run_training(session: Any, configs: Sequence[Mapping[str, Any]], desc: str =
         if idx:
             for i, e in zip(idx, run_sweep(train_network, [configs[i] for i in idx],
                                            session.store, desc=desc,
-                                           device=str(session.torch_device))):
+                                           device=str(session.torch_device), run_gib=2.0)):
                 entries[i] = e
     return entries
 
@@ -341,7 +345,7 @@ def run_points(session: Any, points: Sequence[Point], instances: int | None = No
                         "profile": session.store.profile,
                         "torch_device": pt.train["torch_device"]})
     entries = run_sweep(evaluate, configs, session.store, desc=desc,
-                        device=str(session.torch_device))
+                        device=str(session.torch_device), run_gib=1.0)
     rows = []
     for pt, cfg, e in zip(points, configs, entries):
         c = counts[config_key(train_network.name, pt.train)]

@@ -107,7 +107,7 @@ def build_network(config: dict[str, Any]) -> nn.Module:
 #: The knobs of a notebook that every training run of the study shares.
 TRAIN_KNOBS = ("epochs", "n_train", "n_test", "n_test_epoch", "batch_size", "lr", "network",
                "hidden_widths", "width", "sigma_rel_nominal", "mu_p_ohm", "tmr", "r_min_rel",
-               "instance_model", "seed")
+               "instance_model", "precision", "channels_last", "seed")
 
 
 def study_settings(session: Any, **changes: Any) -> dict[str, Any]:
@@ -228,7 +228,8 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
             ``epochs``, ``n_train``, ``n_test``, ``n_test_epoch`` (test images for the
             per-epoch curves), ``batch_size``, ``lr``, ``network``, ``hidden_widths``/``width``,
             the cell (``sigma_rel_nominal``, ``mu_p_ohm``, ``tmr``, ``r_min_rel``),
-            ``instance_model``, ``torch_device`` (``cpu`` or ``cuda``), ``seed``.
+            ``instance_model``, ``precision`` and ``channels_last`` (CUDA arithmetic),
+            ``torch_device`` (``cpu`` or ``cuda``), ``seed``.
 
     Returns:
         ``history`` (epochs x eval scales x chips) and ``final`` (eval scales x chips)
@@ -247,17 +248,20 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
     step = Step(model, opt, hardware_at(config, config["train_scale"]),
                 method_for(config["regime"], config["train_seed"]),
                 generator=torch.Generator(device).manual_seed(int(config["seed"]) + 2),
-                after_step=clip_latent_weights)
+                after_step=clip_latent_weights, precision=config["precision"],
+                channels_last=config["channels_last"] and config["network"] == "vgg")
     tests = {s: hardware_at(config, s) for s in [0.0, *config["eval_scales"]]}
     history, clean = [], []
 
     def evaluate(xs, ys):
         return np.stack([accuracy_on_chips(model, tests[s], xs, ys, config["eval_seeds"],
-                                           EVAL_BATCH) for s in config["eval_scales"]])
+                                           EVAL_BATCH, config["precision"])
+                         for s in config["eval_scales"]])
 
     def on_epoch(_):
         history.append(evaluate(xe, ye))
-        clean.append(float(accuracy_on_chips(model, tests[0.0], xe, ye, [0], EVAL_BATCH)[0]))
+        clean.append(float(accuracy_on_chips(model, tests[0.0], xe, ye, [0], EVAL_BATCH,
+                                             config["precision"])[0]))
 
     hist = fit(step, x, y, config["epochs"], config["batch_size"], config["seed"], sched,
                on_epoch=on_epoch, desc=f"{config['regime']} x{config['train_scale']:g}")
@@ -337,7 +341,8 @@ def run_study(session, datasets: Sequence[str], scales: Sequence[float], instanc
     configs = [c for d in datasets for c in study_configs(d, scales, instances, regimes,
                                                           **common)]
     entries = run_sweep(train_run, configs, session.store, desc="S-DDHR training runs",
-                        device=str(session.torch_device))
+                        device=str(session.torch_device),
+                        run_gib=3.0 if common.get("network") == "vgg" else 0.5)
     final, history = [], []
     for cfg, e in zip(configs, entries):
         for k, scale in enumerate(cfg["eval_scales"]):

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ParameterError
-from .base import Chip, Hardware
+from .base import Chip, Hardware, float32_products
 
 #: Default nominal relative spread sigma/mu of R_P and R_AP (this book's choice).
 SIGMA_REL_NOMINAL = 0.05
@@ -244,8 +244,10 @@ def prob_below_floor(mu: float, sigma: float, r_min_rel: float) -> float:
 def sample_resistance(mu: float, sigma: float, shape: tuple[int, ...] | int,
                       generator: torch.Generator, r_min_rel: float = R_MIN_REL,
                       dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Draw resistances R ~ N(mu, sigma^2), clipped at ``r_min_rel * mu``, ohm."""
-    r = torch.randn(shape, generator=generator, dtype=dtype).mul_(sigma).add_(mu)
+    """Draw resistances R ~ N(mu, sigma^2), clipped at ``r_min_rel * mu``, ohm (on the
+    generator's device)."""
+    r = torch.randn(shape, generator=generator, dtype=dtype,
+                    device=generator.device).mul_(sigma).add_(mu)
     return r.clamp_(min=r_min_rel * mu)
 
 
@@ -336,39 +338,44 @@ class ArrayInstance:
 
     @classmethod
     def sample(cls, M: int, N: int, cell: MRAMCell, seed: int, instances: int | None = None,
-               dtype: torch.dtype = torch.float32, model: str = "conductance"
-               ) -> "ArrayInstance":
-        """Draw one instance (or ``instances`` of them, stacked first), reproducibly from ``seed``.
+               dtype: torch.dtype = torch.float32, model: str = "conductance",
+               device: torch.device | str = "cpu") -> "ArrayInstance":
+        """Draw one instance (or ``instances`` of them, stacked first), reproducibly from
+        ``seed``, on ``device``.
 
         Args:
             M: rows.
             N: columns.
             cell: the resistance distributions.
-            seed: the instance's seed.
+            seed: the instance's seed (with a generator on ``device``: the same seed gives
+                the same instance on one kind of device; CPU and CUDA draw different streams
+                from the same distribution).
             instances: stack this many instances (``None``: one, unstacked).
-            dtype: the conductances' dtype.
+            dtype: the dtype the draws are made and kept in (float32 by default: a relative
+                precision of 1e-7, far below any variation level).
             model: ``"conductance"``: G ~ N(1/mu, sigma^2/mu^4), the paper's first-order model
                 of Sec. 4.3 (negative draws clipped at 0); ``"resistance"``: R ~ N(mu, sigma^2)
                 clipped at ``r_min_rel * mu`` and G = 1/R, the device model behind it, whose
                 mean conductance is higher by about (sigma/mu)^2.
+            device: where the instance is drawn and kept.
         """
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator(device=torch.device(device)).manual_seed(int(seed))
         shape = (2, M, N) if instances is None else (instances, 2, M, N)
         if model == "resistance":
             g_p = sample_resistance(cell.mu_p, cell.sigma_p, shape, gen, cell.r_min_rel,
-                                    torch.float64).reciprocal_()
+                                    dtype).reciprocal_()
             g_ap = sample_resistance(cell.mu_ap, cell.sigma_ap, shape, gen, cell.r_min_rel,
-                                     torch.float64).reciprocal_()
+                                     dtype).reciprocal_()
         elif model == "conductance":
             draws = []
             for mu, sigma in ((cell.mu_p, cell.sigma_p), (cell.mu_ap, cell.sigma_ap)):
                 m, v = g_moments_first_order(mu, sigma)
-                draws.append(torch.randn(shape, generator=gen, dtype=torch.float64)
+                draws.append(torch.randn(shape, generator=gen, dtype=dtype, device=gen.device)
                              .mul_(math.sqrt(v)).add_(m).clamp_(min=0.0))
             g_p, g_ap = draws
         else:
             raise ParameterError(f"model={model!r}: must be 'conductance' or 'resistance'")
-        return cls(g_p.to(dtype), g_ap.to(dtype), cell)
+        return cls(g_p, g_ap, cell)
 
     def _cells(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Conductances read through cell + (a_m = +1) and cell - (a_m = -1) of each weight."""
@@ -425,16 +432,32 @@ class ArrayInstance:
 
 
 class ExactReadout:
-    """Variability-free columns: u = W a exactly (loss (3); the expected chip)."""
+    """Variability-free columns: u = W a exactly (loss (3); the expected chip).
+
+    Readouts compute in float32 whatever mixed precision a training loop runs
+    (:func:`hwlib.hardware.base.float32_products`): the ideal readout's products of +-1 are
+    exact in float32 and in TF32, but a bfloat16 sum of M of them is not (8 bits of mantissa);
+    a chip's conductances keep full float32.
+    """
 
     name = "ideal"
+    #: Whether TF32 must be off too (a chip's real-valued conductances).
+    exact = False
 
     def linear(self, layer: Any, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """The layer's pre-activation for inputs ``a`` and binary weights ``w`` (N, M)."""
-        return F.linear(a, w)
+        with float32_products(w.device, self.exact):
+            return self._linear(layer, a.float(), w.float())
 
     def conv(self, layer: Any, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """The convolution's pre-activation (kernels unrolled: M = C k k rows)."""
+        with float32_products(w.device, self.exact):
+            return self._conv(layer, a.float(), w.float())
+
+    def _linear(self, layer: Any, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return F.linear(a, w)
+
+    def _conv(self, layer: Any, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return F.conv2d(a, w, padding=layer.padding)
 
 
@@ -453,6 +476,17 @@ class _ThroughExpectation(torch.autograd.Function):
         return grad @ w, g2.t() @ a.reshape(-1, a.shape[-1]), None, None
 
 
+def _even_term(a: torch.Tensor, w_even: torch.Tensor, pad: Any) -> torch.Tensor:
+    """``conv(|a|, W_even)``: what every driven row adds to a column whatever its sign. When
+    every input is +-1 (binary activations; only the zero padding is not driven) it is the
+    same for every image: one convolution of an all-ones image, broadcast over the batch."""
+    mag = a.detach().abs()
+    if bool((mag == 1).all()):
+        ones = torch.ones((1, *a.shape[1:]), dtype=a.dtype, device=a.device)
+        return F.conv2d(ones, w_even, padding=pad)
+    return F.conv2d(mag, w_even, padding=pad)
+
+
 class InstanceReadout(ExactReadout):
     """Fixed hardware instances: every cell's resistance sampled once, reproducibly.
 
@@ -468,6 +502,7 @@ class InstanceReadout(ExactReadout):
             :meth:`ArrayInstance.sample`.
     """
 
+    exact = True
     name = "instance"
 
     def __init__(self, cell: MRAMCell, seeds: Sequence[int], stacked: bool = False,
@@ -481,22 +516,22 @@ class InstanceReadout(ExactReadout):
         self._arrays: dict[tuple[int, int, int], ArrayInstance] = {}
 
     def array(self, layer: Any, M: int, N: int) -> ArrayInstance:
-        """The (cached) array instance of one layer."""
-        key = (layer.array_index, M, N)  # a chip's arrays are seeded by layer index
+        """The (cached) array instance of one layer, drawn on the layer's device."""
+        device = layer.weight.device
+        key = (layer.array_index, M, N, str(device))  # a chip's arrays: seeded by layer index
         if key not in self._arrays:
             index = layer.array_index
-            parts = [ArrayInstance.sample(M, N, self.cell, 1000 * s + index, model=self.model)
-                     for s in self.seeds]  # drawn on the CPU: the same chip on any device
-            device = layer.weight.device
+            parts = [ArrayInstance.sample(M, N, self.cell, 1000 * s + index, model=self.model,
+                                          device=device) for s in self.seeds]
             if self.stacked:
-                arr = ArrayInstance(torch.stack([p.g_p for p in parts]).to(device),
-                                    torch.stack([p.g_ap for p in parts]).to(device), self.cell)
+                arr = ArrayInstance(torch.stack([p.g_p for p in parts]),
+                                    torch.stack([p.g_ap for p in parts]), self.cell)
             else:
-                arr = ArrayInstance(parts[0].g_p.to(device), parts[0].g_ap.to(device), self.cell)
+                arr = parts[0]
             self._arrays[key] = arr
         return self._arrays[key]
 
-    def linear(self, layer, a, w):  # noqa: D102
+    def _linear(self, layer, a, w):  # noqa: D102
         arr = self.array(layer, w.shape[1], w.shape[0])
         w_odd, w_even = arr.effective_weights(w.t())
         even_sum = w_even.sum(dim=-2, keepdim=True)
@@ -504,7 +539,7 @@ class InstanceReadout(ExactReadout):
             return a @ w_odd + even_sum
         return _ThroughExpectation.apply(a, w, w_odd, even_sum)
 
-    def conv(self, layer, a, w):  # noqa: D102
+    def _conv(self, layer, a, w):  # noqa: D102
         n, c, kh, kw = w.shape
         arr = self.array(layer, c * kh * kw, n)
         w_odd, w_even = arr.effective_weights(w.reshape(n, -1).t())
@@ -516,11 +551,9 @@ class InstanceReadout(ExactReadout):
         if self.stacked:  # conv layers: one pass per instance
             return torch.stack([
                 F.conv2d(a[i] if a.dim() == 5 else a, as_kernel(w_odd[i]), padding=pad)
-                + F.conv2d((a[i] if a.dim() == 5 else a).abs(), as_kernel(w_even[i]),
-                           padding=pad)
+                + _even_term(a[i] if a.dim() == 5 else a, as_kernel(w_even[i]), pad)
                 for i in range(len(self.seeds))])
-        u_z = (F.conv2d(a, as_kernel(w_odd), padding=pad)
-               + F.conv2d(a.abs(), as_kernel(w_even), padding=pad))
+        u_z = F.conv2d(a, as_kernel(w_odd), padding=pad) + _even_term(a, as_kernel(w_even), pad)
         u = F.conv2d(a, w, padding=pad)
         return u + (u_z - u).detach()  # forward through z, gradient through E[Z]
 
@@ -549,6 +582,7 @@ class FreshReadout(ExactReadout):
             ``"conductance"`` (the first-order Gaussian conductances, floored at 0).
     """
 
+    exact = True
     name = "fresh"
 
     def __init__(self, cell: MRAMCell, generator: torch.Generator | None,
@@ -604,19 +638,19 @@ class FreshReadout(ExactReadout):
                                 g_plus.add_(g_minus).sub_(gp + gap).div_(dg))
         return self._drawn[key]
 
-    def linear(self, layer, a, w):  # noqa: D102
+    def _linear(self, layer, a, w):  # noqa: D102
         w_odd, w_even = self.weights(layer, w.t())
         even_sum = w_even.sum(dim=-2, keepdim=True)
         if not torch.is_grad_enabled():
             return a @ w_odd + even_sum
         return _ThroughExpectation.apply(a, w, w_odd, even_sum)
 
-    def conv(self, layer, a, w):  # noqa: D102
+    def _conv(self, layer, a, w):  # noqa: D102
         n, c, kh, kw = w.shape
         w_odd, w_even = self.weights(layer, w.reshape(n, -1).t())
         pad = layer.padding
         u_z = (F.conv2d(a, w_odd.t().reshape(n, c, kh, kw), padding=pad)
-               + F.conv2d(a.abs(), w_even.t().reshape(n, c, kh, kw), padding=pad))
+               + _even_term(a, w_even.t().reshape(n, c, kh, kw), pad))
         u = F.conv2d(a, w, padding=pad)
         return u + (u_z - u).detach()  # forward through z, gradient through E[Z]
 
@@ -624,6 +658,7 @@ class FreshReadout(ExactReadout):
 class ParametricReadout(ExactReadout):
     """PS-DDHR: u_n ~ N(W a, sigma^2(a, W)), resampled at every forward pass (first order)."""
 
+    exact = True
     name = "ps_ddhr"
 
     def __init__(self, cell: MRAMCell) -> None:
@@ -633,10 +668,10 @@ class ParametricReadout(ExactReadout):
         std = _first_order_std(u.detach().clamp(-M, M), M, self.cell)
         return u + std * torch.randn_like(u)
 
-    def linear(self, layer, a, w):  # noqa: D102
+    def _linear(self, layer, a, w):  # noqa: D102
         return self._noisy(F.linear(a, w), w.shape[1])
 
-    def conv(self, layer, a, w):  # noqa: D102
+    def _conv(self, layer, a, w):  # noqa: D102
         # M counts every row of the unrolled kernel, padded ones too (slightly conservative
         # at the borders, where fewer rows are driven)
         return self._noisy(F.conv2d(a, w, padding=layer.padding), w[0].numel())

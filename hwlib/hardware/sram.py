@@ -749,7 +749,10 @@ class FaultyChip(Chip):
 
                 def hook(_m, _i, out, k=k, rate=rate, signed=signed, scales=scales):
                     fmap = self.activation_map(k, out[0].numel(), rate, signed, out.device)
-                    return fmap.apply_per_sample(out, None if scales is None else scales[k])
+                    scale = None if scales is None else scales[k]
+                    if out.dtype != torch.float32:  # mixed precision: the faults in float32
+                        return fmap.apply_per_sample(out.float(), scale).to(out.dtype)
+                    return fmap.apply_per_sample(out, scale)
 
                 handles.append(mod.register_forward_hook(hook))
             yield model

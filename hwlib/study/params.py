@@ -81,6 +81,11 @@ KNOBS: dict[str, Knob] = {
     "seed": Knob("int", "base random seed; instance i uses seed + i", lo=0),
     "torch_device": Knob("str", "the torch device computations run on (auto: CUDA when "
                          "present)", choices=("auto", "cpu", "cuda"), nullable=True),
+    "precision": Knob("str", "arithmetic of the digital forward passes on CUDA (device models "
+                      "stay float32; the CPU is always float32)", choices=("fp32", "tf32", "bf16"),
+                      nullable=True),
+    "channels_last": Knob("bool", "channels-last memory format for convolutional networks",
+                          nullable=True),
     "mc_samples": Knob("int", "Monte Carlo draws per sweep point", lo=MIN_MC_SAMPLES,
                        nullable=True),
     "n_train": Knob("int", "training images used", lo=1, nullable=True),

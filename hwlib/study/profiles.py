@@ -28,6 +28,8 @@ PROFILES: dict[str, dict[str, object]] = {
         datasets=["mnist"],       # datasets the chapters train on
         network="mlp",            # S-DDHR network: "mlp" (binarized MLP) or "vgg" (the paper's)
         torch_device="cpu",       # torch device: "auto", "cpu" or "cuda"
+        precision="fp32",         # CUDA arithmetic of digital passes: fp32 | tf32 | bf16
+        channels_last=False,      # channels-last memory format (convolutional networks)
     ),
     "book": dict(
         mc_samples=2_000_000,
@@ -39,6 +41,8 @@ PROFILES: dict[str, dict[str, object]] = {
         datasets=["mnist", "fashion_mnist"],
         network="mlp",
         torch_device="cpu",
+        precision="fp32",
+        channels_last=False,
     ),
     "paper": dict(
         mc_samples=20_000_000,
@@ -50,6 +54,8 @@ PROFILES: dict[str, dict[str, object]] = {
         datasets=["cifar10"],     # S-DDHR's; other chapters set their paper's datasets
         network="vgg",
         torch_device="auto",      # CUDA when present, else the CPU
+        precision="tf32",         # S-DDHR's BNN: TF32 is exact for +-1 products; chips float32
+        channels_last=True,
     ),
 }
 
@@ -80,6 +86,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             reg_fault_rates=[0.01],                # p the erasure regularizer trains for
             reg_init="standard",       # regularizer: fine-tune the standard network ...
             reg_epochs=1, reg_lr=0.02,  # ... for this long, from this rate
+            precision="fp32", channels_last=False,  # CUDA arithmetic (the CPU: float32)
             mc_chips=10,               # Monte Carlo check of the MSD enumeration (notebook 1)
             robust_drop=0.5,           # accuracy drop (points) of the tolerated rates, Fig. 4
             scale_fault_rates=[0.01],  # p of the activation-scale comparison
@@ -100,6 +107,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             reg_fault_rates=[0.001, 0.002, 0.005, 0.01],  # around the tolerated p of Fig. 1
             reg_init="standard",       # fine-tuning: 2 epochs instead of 4 from scratch
             reg_epochs=2, reg_lr=0.02,
+            precision="fp32", channels_last=False,
             mc_chips=200,
             robust_drop=0.5,           # above fault-map noise at book size
             scale_fault_rates=[0.002, 0.005, 0.01],
@@ -119,6 +127,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             policy_fault_rates=[0.001, 0.002, 0.005, 0.01, 0.02, 0.05],
             reg_fault_rates=[0.001, 0.002, 0.005, 0.01, 0.02],
             reg_init="scratch",        # trained with erasures from the start, like the paper
+            precision="bf16", channels_last=True,  # tensor cores; faults stay float32
             reg_epochs=200, reg_lr=0.1,
             mc_chips=200,
             robust_drop=0.07,          # Fig. 4's level: 94.8 % against 94.87 % clean
@@ -138,6 +147,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             optimizer="adam", lr=2e-3, weight_decay=0.0, augment=False,
             fold="range",              # bias column: range-matched s (Fig. 5)
             batch_norm="clean",        # perturbed passes use the clean network's BN statistics
+            precision="fp32", channels_last=False,  # CUDA arithmetic (the CPU: float32)
             curve_images=256, curve_instances=2,  # per-epoch accuracy curves
             instances=2,               # hardware instances per accuracy point
             samples=1,                 # L of the main networks
@@ -159,6 +169,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             optimizer="adam", lr=3e-3, weight_decay=0.0, augment=False,
             fold="range",
             batch_norm="clean",
+            precision="fp32", channels_last=False,
             curve_images=2_000, curve_instances=4,
             instances=10,
             samples=1,
@@ -181,6 +192,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             optimizer="sgd", lr=0.1, weight_decay=5e-4, augment=True,
             fold="range",
             batch_norm="clean",
+            precision="bf16", channels_last=True,  # tensor cores; the noise stays float32
             curve_images=2_000, curve_instances=2,
             instances=5,
             samples=1,
