@@ -104,11 +104,13 @@ class NetworkConfig:
     ``B = (G_max - G_min) / (levels - 1)``, the change of one pulse-pair overlap (eq. (4))."""
     reset_every: int = 15
     """Memristive: images between resets (the paper: 15; 0: never)."""
-    reset_noise: bool = True
+    reset_noise: bool = False
     """Memristive: whether a reset's re-programming of ``|G+ - G-|`` onto one device is a
     programming event with the same noise (True, what the paper implies: its one write model,
-    Fig. 2, has noise in every programming) or exact (False); see
-    :class:`hwlib.memristor.MemristorConfig`."""
+    Fig. 2, has noise in every programming; the chapter's profiles use it) or exact (False); see
+    :class:`hwlib.memristor.MemristorConfig`. The default stays False so that the config, hence
+    the store key and the random streams, of every network that does not set it (the
+    floating-point ones among them) is what it was before this field mattered."""
     w_max: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Memristive: per layer, the weight of a synapse with G+ at G_max and G- at G_min, i.e.
     the conductance-to-weight scale (ours; the paper does not give it):
