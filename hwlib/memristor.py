@@ -1,7 +1,9 @@
 """Memristive synapses: two unidirectional devices per weight (Babu & Rajendran, Fig. 2).
 
-The readable reference model of the device; the simulator (:mod:`hwlib.stochastic_dnn`,
-:mod:`hwlib.stochastic_kernels`) implements the same write model and its tests compare the two.
+The readable reference model of the device (float64 states, ``torch.randn`` noise); the
+simulator (:mod:`hwlib.stochastic_dnn`, :mod:`hwlib.stochastic_kernels`) implements the same
+write model with counter-based normals and states stored in fixed point (``B / 1024``, so that
+its sums are exact), and its tests compare the two in distribution.
 
 Each synapse is a pair of devices with effective weight ``G_eff = G+ - G-``. A device's
 conductance only rises (unidirectional programming): ``G+`` is programmed to increase the

@@ -266,7 +266,8 @@ def step_layout(n0, n1, n2, n3, bl):
         ``(rows, err_u, err_tail, noise, reset, stride)``: the row streams of x, h1, h2
         (``ceil(BL / 4)`` words each), the first-one uniforms of the error streams (back-
         propagation: delta3, delta2; update: delta1, delta2, delta3), their tails, one word per
-        synapse for programming noise, one per synapse for a noisy reset.
+        synapse for programming noise, one per synapse for a noisy reset (the first word of a
+        normal; the ziggurat's rare further words lie at ``+ j 2**56``, see :func:`normal`).
     """
     wps = (bl + 3) // 4
     n_rows = n0 + n1 + n2
