@@ -241,7 +241,8 @@ KNOBS: dict[str, Knob] = {
     "levels": Knob("int", "conductance levels per device", lo=2, hi=65536, nullable=True),
     "reset_every": Knob("int", "images between resets of the synapses (0: never)", lo=0,
                         hi=1_000_000, nullable=True),
-    "reset_noise": Knob("bool", "whether a reset's re-programming is a noisy programming event",
+    "reset_noise": Knob("bool", "whether a reset's re-programming is a programming event with "
+                        "the same noise (True, the paper's write model) or exact (False)",
                         nullable=True),
     "w_max": Knob("list[float]", "per layer, the weight of G+ = G_max, G- = G_min (the "
                   "conductance-to-weight scale), one per layer of 784-256-128-10", lo=1e-6,
