@@ -85,7 +85,8 @@ def test_record_table_and_staleness(tmp_path):
     assert t[t.claim == "sddhr.eq.gp_first_order_var"].iloc[0].verdict == "not measured"
     assert t[t.claim == "sddhr.table1.ddhr"].iloc[0].verdict == "pending"
     md = scorecard.markdown("sddhr", root=tmp_path)
-    assert md.count("\n|") >= len(t) + 1 and "claims:" in md
+    assert md.count("\n|") >= len(t) + 1 and "claims of the papers:" in md
+    assert "findings of this book:" in md
 
 
 def test_editing_a_tolerance_changes_the_verdict_without_recomputing(tmp_path, monkeypatch):

@@ -44,9 +44,10 @@ from ..hardware.sram import SRAMFaults
 from ..methods.evaluation import accuracy, accuracy_on_chips
 from ..methods.training import (HASGD, FreshChip, Method, OneChip, Parametric, Standard, Step,
                                 cosine_schedule, fit, optimizer_for, steps_per_epoch)
-from ..models.binary import BinaryMLP, clip_latent_weights
+from ..models import resnets
+from ..models.binary import BinaryMLP, VGGBinaryNet, clip_latent_weights
 from ..models.checkpoint import load_state_arrays, state_arrays
-from ..models.mlp import MLP
+from ..models.mlp import MLP, Normalize
 from ..study.rules import Stat
 from ..study.store import current_store, experiment
 
@@ -158,8 +159,11 @@ EVAL_BATCH = 2000
 #: Seed of the fixed split of the training set into training and calibration images.
 SPLIT_SEED = 1234
 #: The knobs every training run shares.
-TRAIN_KNOBS = ("dataset", "hidden_widths", "epochs", "batch_size", "lr", "n_train", "n_calib",
-               "n_test", "torch_device", "profile")
+TRAIN_KNOBS = ("dataset", "network", "hidden_widths", "width", "epochs", "batch_size", "lr",
+               "n_train", "n_calib", "n_test", "precision", "torch_device", "profile")
+#: The networks: the ReLU MLP and its binarized twin (``mlp``), or a small ResNet-18 and the
+#: VGG-style BNN at the same channel multiplier (``resnet``, the paper profile's, CIFAR-10).
+NETWORKS = ("mlp", "resnet")
 
 
 def check_grid(devices: Sequence[str], methods: Sequence[str]) -> None:
@@ -178,6 +182,8 @@ def settings(session: Any) -> dict[str, Any]:
     """The training settings a notebook's session gives every run (its knobs, torch device
     and profile: the store the standard networks are read back from)."""
     p = session.params
+    if p["network"] not in NETWORKS:
+        raise ParameterError(f"network={p['network']!r}: must be one of {', '.join(NETWORKS)}")
     out = {k: p[k] for k in TRAIN_KNOBS if k not in ("torch_device", "profile")}
     out["hidden_widths"] = [int(w) for w in out["hidden_widths"]]
     out["torch_device"] = session.torch_device.type
@@ -218,13 +224,23 @@ def splits(config: Mapping[str, Any]):
 
 
 def build_network(config: Mapping[str, Any]) -> nn.Module:
-    """The ReLU MLP, or its binarized twin, seeded from the config."""
+    """The config's network (``mlp``: the ReLU MLP; ``resnet``: ResNet-18 at ``width`` with a
+    digital input normalization), or its binarized twin for XNOR arrays, seeded from the
+    config."""
     torch.manual_seed(int(config["seed"]))
     info = DATASETS[config["dataset"]]
-    hidden = tuple(config["hidden_widths"])
-    if config["binary"]:
-        return BinaryMLP(int(np.prod(info.shape)), hidden, info.classes)
-    return MLP(info.shape, hidden, info.classes, (info.mean, info.std))
+    c, h, _ = info.shape
+    if config["network"] == "mlp":
+        hidden = tuple(config["hidden_widths"])
+        if config["binary"]:
+            return BinaryMLP(int(np.prod(info.shape)), hidden, info.classes)
+        return MLP(info.shape, hidden, info.classes, (info.mean, info.std))
+    if config["network"] == "resnet":
+        if config["binary"]:
+            return VGGBinaryNet(info.classes, float(config["width"]), c, h)
+        return nn.Sequential(Normalize(info.mean, info.std),
+                             resnets.build("resnet18", info.classes, float(config["width"]), c))
+    raise ParameterError(f"network={config['network']!r}: must be one of {', '.join(NETWORKS)}")
 
 
 def _standard_network(config: Mapping[str, Any]) -> nn.Module:
@@ -235,6 +251,12 @@ def _standard_network(config: Mapping[str, Any]) -> nn.Module:
                                                             device=config["torch_device"])
     model = build_network(std)
     return load_state_arrays(model, entry.result).to(config["torch_device"]).eval()
+
+
+def _workers(session: Any) -> int | None:
+    """None (the sweep's default) but at the smoke profile, whose second-long runs would take
+    longer to start worker processes than to compute."""
+    return 1 if session.store.profile == "smoke" else None
 
 
 def _hardware(device: str, severity: float, model: nn.Module, calib: torch.Tensor) -> Hardware:
@@ -267,7 +289,8 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
         std = standard_config({k: config[k] for k in TRAIN_KNOBS}, config["binary"],
                               int(config["seed"]))
         times = current_store(config["profile"]).get_or_compute(train_run, std)["epoch_time_s"]
-        return {"clean": accuracy(model, xt, yt, EVAL_BATCH), "epoch_time_s": np.asarray(times),
+        return {"clean": accuracy(model, xt, yt, EVAL_BATCH, config["precision"]),
+                "epoch_time_s": np.asarray(times),
                 "accuracy": _test(config, model, xc, xt, yt)}
     model = build_network(config).to(x.device)
     if config["method"] == "standard":
@@ -284,11 +307,12 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
     sched = cosine_schedule(opt, config["epochs"], steps_per_epoch(len(y), config["batch_size"]))
     step = Step(model, opt, train_hw, method,
                 generator=torch.Generator(x.device).manual_seed(int(config["seed"]) + 7),
-                after_step=clip_latent_weights if config["binary"] else None)
+                after_step=clip_latent_weights if config["binary"] else None,
+                precision=config["precision"], channels_last=config["network"] == "resnet")
     hist = fit(step, x, y, config["epochs"], config["batch_size"], int(config["seed"]), sched,
                desc=f"{config['method']} {config['device']} {config['severity']:.3g}")
     model.eval()
-    out: dict[str, Any] = {"clean": accuracy(model, xt, yt, EVAL_BATCH),
+    out: dict[str, Any] = {"clean": accuracy(model, xt, yt, EVAL_BATCH, config["precision"]),
                            "epoch_time_s": np.array(hist["epoch_time_s"]),
                            "accuracy": _test(config, model, xc, xt, yt)}
     if config["method"] == "standard":
@@ -299,7 +323,7 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
 def _test(config: Mapping[str, Any], model: nn.Module, xc, xt, yt) -> np.ndarray:
     """Accuracies (test severities x test chips) of a trained network."""
     rows = [accuracy_on_chips(model, _hardware(config["device"], s, model, xc), xt, yt,
-                              config["test_chips"], EVAL_BATCH)
+                              config["test_chips"], EVAL_BATCH, config["precision"])
             for s in config["test_severities"]]
     return np.array(rows, dtype=float).reshape(len(config["test_severities"]),
                                                len(config["test_chips"]))
@@ -325,12 +349,13 @@ def calibrate(config: dict[str, Any]) -> dict[str, Any]:
     model = _standard_network({**cfg, "binary": dev.binary, "seed": config["seed"]})
     _, (xc, yc), _ = splits(cfg)
     chips = list(range(1, int(config["chips"]) + 1))
-    clean = 100 * accuracy(model, xc, yc, EVAL_BATCH)
+    clean = 100 * accuracy(model, xc, yc, EVAL_BATCH, config["precision"])
 
     @functools.lru_cache(maxsize=None)
     def acc(s: float) -> float:
         hw = dev.hardware(s, model, xc)
-        return 100 * float(np.mean(accuracy_on_chips(model, hw, xc, yc, chips, EVAL_BATCH)))
+        return 100 * float(np.mean(accuracy_on_chips(model, hw, xc, yc, chips, EVAL_BATCH,
+                                                     config["precision"])))
 
     lo = dev.lo if dev.lo > 0 else dev.hi * 1e-3
     grid = np.geomspace(lo, dev.hi, int(config["grid_points"]))
@@ -378,12 +403,13 @@ def calibrate_devices(session: Any, common: Mapping[str, Any], devices: Sequence
 
     binaries = sorted({DEVICES[d].binary for d in devices})
     run_sweep(train_run, [standard_config(common, b, seed) for b in binaries], session.store,
-              desc="standard networks", device=str(session.torch_device))
+              desc="standard networks", device=str(session.torch_device),
+              workers=_workers(session))
     configs = [{**common, "device": d, "seed": int(seed), "drops": [float(x) for x in drops],
                 "chips": int(chips), "grid_points": int(grid_points),
                 "bisections": int(bisections)} for d in devices]
     entries = run_sweep(calibrate, configs, session.store, desc="calibration",
-                        device=str(session.torch_device))
+                        device=str(session.torch_device), workers=_workers(session))
     rows, sev = [], {}
     for d, e in zip(devices, entries):
         sev[d] = [float(s) for s in e["severities"]]
@@ -395,18 +421,22 @@ def calibrate_devices(session: Any, common: Mapping[str, Any], devices: Sequence
 
 def grid_configs(common: Mapping[str, Any], devices: Sequence[str], methods: Sequence[str],
                  severities: Mapping[str, Sequence[float]], seeds: Sequence[int],
-                 test_chips: int, ddhr_seeds: Sequence[int] = (0,)) -> list[dict[str, Any]]:
+                 test_chips: int, ddhr_chips: int | None = None, ddhr_seeds: Sequence[int] = (0,)
+                 ) -> list[dict[str, Any]]:
     """Every training run of the grid. Each method trains at every calibrated severity of a
-    device and its network is tested at all of that device's severities (so the transfer
-    from one severity to another costs no training); DDHR trains one network per test chip
-    and severity, tested on that chip. Standard networks are tested on every device."""
+    device and is tested there; the networks trained at the middle severity are also tested at
+    the others (the transfer row). DDHR trains one network per chip, for the first
+    ``ddhr_chips`` test chips (default all), tested on that chip. Standard networks are tested
+    at every severity of every device."""
     check_grid(devices, methods)
     check_int("test_chips", test_chips, 1)
     chips = list(range(1, test_chips + 1))
+    own = chips[:check_int("ddhr_chips", ddhr_chips, 1)] if ddhr_chips else chips
     out = []
     for d in devices:
         dev, levels = DEVICES[d], [float(s) for s in severities[d]]
         usable = [s for s in levels if math.isfinite(s)]
+        middle = sorted(usable)[len(usable) // 2] if usable else None
         for seed in seeds:
             if "standard" in methods:
                 out.append({**standard_config(common, dev.binary, seed), "device": d,
@@ -422,11 +452,12 @@ def grid_configs(common: Mapping[str, Any], devices: Sequence[str], methods: Seq
                     out += [{**common, "binary": dev.binary, "device": d, "severity": s,
                              "method": m, "chip": z, "seed": int(seed),
                              "test_severities": [s], "test_chips": [z]}
-                            for seed in ddhr_seeds for z in chips]
+                            for seed in ddhr_seeds for z in own]
                 else:
                     out += [{**common, "binary": dev.binary, "device": d, "severity": s,
                              "method": m, "chip": 0, "seed": int(seed),
-                             "test_severities": usable, "test_chips": chips}
+                             "test_severities": usable if s == middle else [s],
+                             "test_chips": chips}
                             for seed in seeds]
     return out
 
@@ -446,12 +477,18 @@ def run_grid(session: Any, configs: Sequence[Mapping[str, Any]]):
                                                        c["binary"], c["seed"])
              for c in configs}
     run_sweep(train_run, list(plain.values()), session.store, desc="standard networks",
-              device=str(session.torch_device))
+              device=str(session.torch_device), workers=_workers(session))
     entries = run_sweep(train_run, configs, session.store, desc="arena",
-                        device=str(session.torch_device))
+                        device=str(session.torch_device), workers=_workers(session),
+                        run_gib=2.0 if configs and configs[0]["network"] == "resnet" else 0.5)
+    levels_of: dict[str, list[float]] = {}
+    for c in configs:
+        if c["method"] == "standard":
+            levels_of[c["device"]] = sorted(set(c["test_severities"]))
     rows = []
     for c, e in zip(configs, entries):
-        levels = {s: i for i, s in enumerate(sorted(set(c["test_severities"])))}
+        levels = {s: i for i, s in enumerate(levels_of.get(c["device"],
+                                                           sorted(set(c["test_severities"]))))}
         for i, s in enumerate(c["test_severities"]):
             for j, z in enumerate(c["test_chips"]):
                 rows.append({"device": c["device"], "method": c["method"], "seed": c["seed"],

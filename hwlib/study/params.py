@@ -86,6 +86,24 @@ KNOBS: dict[str, Knob] = {
                       nullable=True),
     "channels_last": Knob("bool", "channels-last memory format for convolutional networks",
                           nullable=True),
+    "devices": Knob("list[str]", "device families of the arena (hwlib.chapters.arena.DEVICES)",
+                    choices=("mram", "sram", "crossbar", "crossbar_adc4", "memristive"),
+                    nullable=True),
+    "methods": Knob("list[str]", "training methods of the arena (hwlib.chapters.arena.METHODS)",
+                    choices=("standard", "ddhr", "fixed", "sampling", "hasgd4", "parametric",
+                             "erasure"), nullable=True),
+    "drops": Knob("list[float]", "the standard network's loss at each calibrated severity",
+                  "points", lo=0.01, hi=100, nullable=True),
+    "train_seeds": Knob("list[int]", "training seeds of every method", lo=0, nullable=True),
+    "test_chips": Knob("int", "test chips per accuracy (seeds 1..test_chips)", lo=1,
+                       nullable=True),
+    "ddhr_chips": Knob("int", "test chips DDHR trains one network for", lo=1, nullable=True),
+    "calib_chips": Knob("int", "chips the severity calibration averages", lo=1, nullable=True),
+    "grid_points": Knob("int", "severities of the calibration's coarse sweep", lo=3,
+                        nullable=True),
+    "bisections": Knob("int", "halvings of the calibration's bracket", lo=0, nullable=True),
+    "n_calib": Knob("int", "held-out training images of the severity calibration", lo=1,
+                    nullable=True),
     "mc_samples": Knob("int", "Monte Carlo draws per sweep point", lo=MIN_MC_SAMPLES,
                        nullable=True),
     "n_train": Knob("int", "training images used", lo=1, nullable=True),
@@ -344,6 +362,11 @@ CHAPTER_KNOBS: dict[tuple[str, str], Knob] = {
                                choices=("mlp", "vgg"), nullable=True),
     ("hasgd", "network"): Knob("str", "the network: ReLU MLP, small CNN or WideResNet (the "
                                "poster's)", choices=("mlp", "cnn", "wrn"), nullable=True),
+    ("arena", "network"): Knob("str", "the networks: the ReLU MLP and its binarized twin, or "
+                               "ResNet-18 and the VGG BNN (CIFAR-10)", choices=("mlp", "resnet"),
+                               nullable=True),
+    ("arena", "width"): Knob("float", "channel multiplier of ResNet-18 and the VGG BNN",
+                             lo=1e-3, hi=8, nullable=True),
 }
 
 #: Knobs that count images of a split: (knob, split index 0 train / 1 test).

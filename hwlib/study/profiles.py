@@ -206,6 +206,49 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             mc_samples=1_000_000,
         ),
     },
+    # --- the arena (issue 14): every method on every device family, one benchmark. Training
+    # settings are shared by the chapter's one notebook.
+    "arena": {
+        "smoke": dict(
+            dataset="fashion_mnist",   # the benchmark
+            network="mlp",             # mlp (+ its binarized twin) | resnet (+ the VGG BNN)
+            hidden_widths=[32, 32],    # the MLP's hidden widths
+            width=0.25,                # ResNet-18 / VGG BNN channel multiplier (resnet only)
+            epochs=1, batch_size=256, lr=3e-3,  # Adam, cosine decay to zero
+            n_train=2_048, n_calib=1_024, n_test=1_024,  # training / held-out / test images
+            train_seeds=[0],           # training seeds of every method
+            test_chips=2, ddhr_chips=1,  # chips per accuracy; chips DDHR trains for
+            calib_chips=2, grid_points=7, bisections=3,  # the severity calibration
+            drops=[2.0, 10.0, 30.0],   # the standard network's loss at the three severities
+            precision="fp32",
+        ),
+        "book": dict(
+            dataset="fashion_mnist",
+            network="mlp",
+            hidden_widths=[256, 256],  # 784-256-256-10
+            width=0.25,
+            epochs=3, batch_size=512, lr=3e-3,
+            n_train=50_000, n_calib=10_000, n_test=10_000,
+            train_seeds=[0, 1, 2],
+            test_chips=10, ddhr_chips=5,  # DDHR: one network per chip, the first five
+            calib_chips=10, grid_points=13, bisections=6,
+            drops=[2.0, 10.0, 30.0],
+            precision="fp32",
+        ),
+        "paper": dict(
+            dataset="cifar10",
+            network="resnet",          # ResNet-18 and the VGG BNN at a quarter width
+            hidden_widths=[256, 256],
+            width=0.25,
+            epochs=30, batch_size=256, lr=1e-3,
+            n_train=45_000, n_calib=5_000, n_test=10_000,
+            train_seeds=[0, 1, 2],
+            test_chips=10, ddhr_chips=10,
+            calib_chips=10, grid_points=13, bisections=6,
+            drops=[2.0, 10.0, 30.0],
+            precision="bf16",
+        ),
+    },
     # --- stochastic memristive (issue 6). Training settings are shared by every notebook of
     # the chapter, so each network is trained once (in lockstep groups) and read back.
     "memristive": {
