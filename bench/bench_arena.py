@@ -1,8 +1,9 @@
 """The arena's benchmark: each method's training step on each device, against a clean step of
 the same network (targets from the arena issue).
 
-* Sampling (a fresh chip per step, which is HA-SGD with L = 1) and parametric sampling: at
-  most 1.3x a clean step.
+* Sampling (a fresh chip per step, which is HA-SGD with L = 1): at most 1.2x a clean step
+  (the arena issue asks 1.3x of sampling, the hardware-interface issue 1.2x of HA-SGD with
+  L = 1 on every family: one method, so the stricter target). Parametric sampling: 1.3x.
 * Chip-specific training (DDHR, Fixed: one chip for the whole run): at most 1.2x.
 * HA-SGD with L = 4 is shown against four clean steps (its expected cost), target 1.3x.
 * Erasure training (SRAM): at most 1.3x.
@@ -27,7 +28,7 @@ from .common import Ratio, interleaved
 #: A middle severity of each device (near the arena's calibrated middle levels).
 SEVERITIES = {"mram": 3.0, "sram": 0.05, "crossbar": 0.3, "crossbar_adc4": 0.3}
 #: Step targets of each method (HA-SGD L = 4 against four clean steps).
-TARGETS = {"ddhr": 1.2, "fixed": 1.2, "sampling": 1.3, "parametric": 1.3, "erasure": 1.3,
+TARGETS = {"ddhr": 1.2, "fixed": 1.2, "sampling": 1.2, "parametric": 1.3, "erasure": 1.3,
            "hasgd4": 1.3}
 BATCH = 1024
 
