@@ -5,7 +5,7 @@
   most 1.1 L x (L forward-backward passes, one optimizer step). Both are timed as the chapter
   trains: an epoch of steps on shuffled mini-batches (30 of them, 4 when quick).
 * Evaluating 32 noisy hardware instances on a 10,000-image test set against 32 clean inference
-  passes: at most 2.5x.
+  passes: at most 1.5x (the GPU issue's target for a chip evaluation, on the CPU too).
 
 The network is the book profile's (the ReLU MLP 784-256-256-10, mini-batches of 512); images
 are synthetic (Fashion-MNIST-shaped): timings do not depend on pixel values.
@@ -71,5 +71,5 @@ def run(quick: bool = False) -> list[Ratio]:
 
     b, c = interleaved(passes, instances, repeats=reps)
     rows.append(Ratio("hasgd", f"32 instances, {len(yt):,} test images",
-                      "32 clean inference passes", b, c, target=2.5))
+                      "32 clean inference passes", b, c, target=1.5))
     return rows

@@ -9,6 +9,13 @@ compiled kernels) and its time per network and image is compared with that limit
 least 25 % of it, a ratio of at most 4). The plain PyTorch autograd loop (one network, batch
 size one) is measured in the same run.
 
+Memristive networks in these sweeps re-program the weights exactly at a reset
+(``reset_noise=False``), the workload the target was set for. The chapter's networks use the
+paper's noisy reset (``reset_noise=True``): every 15 images each of the 235,000 synapses gets a
+fresh normal, about 16,000 normals per image, which the matrix-product limit does not include.
+Its cost is measured against the same sweep with exact resets (target: at most 4 times its
+time).
+
 The sweeps train on MNIST when it is under ``HWLIB_DATA`` (real learning dynamics, inputs
 mean-normalized per image as in the chapter; the first images are a warm-up, so the timed
 images are early in training, where updates are densest), else on MNIST-like synthetic images.
@@ -88,10 +95,16 @@ def _autograd(x, y, steps: int):
     return run
 
 
+def memristive_sweep(reset_noise: bool = False) -> list[sd.NetworkConfig]:
+    """Six memristive networks, one per programming noise of Fig. 4."""
+    return [sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=s, w_max=W_MAX,
+                             reset_noise=reset_noise) for s in SIGMAS]
+
+
 def sweeps() -> dict[str, list[sd.NetworkConfig]]:
-    """The benchmark's sweeps: six networks each, and the chapter's own networks."""
-    mem = [sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=s, w_max=W_MAX)
-           for s in SIGMAS]
+    """The benchmark's sweeps: six networks each, and the chapter's own networks (memristive
+    ones with exact resets, see the module text)."""
+    mem = memristive_sweep()
     return {
         "deterministic": [sd.NetworkConfig(bl=0, seed=s) for s in range(6)],
         "BL = 10": [sd.NetworkConfig(bl=10, seed=s) for s in range(6)],
@@ -127,6 +140,11 @@ def run(quick: bool = False) -> list[Ratio]:
         rows.append(Ratio("memristive", f"{label}: {1 / per:,.0f} img/s/core "
                           f"({100 * lim / per:.0f} % of the limit)",
                           f"limit {1 / lim:,.0f} img/s", lim, per, target=4.0))
+    exact = _sweep(memristive_sweep(False), x, y, steps, warm)
+    noisy = _sweep(memristive_sweep(True), x, y, steps, warm)
+    b, c = interleaved(exact, noisy, repeats=reps)
+    rows.append(Ratio("memristive", f"memristive sweep with noisy resets: {steps * 6 / c:,.0f} "
+                      "img/s/core", "the same, exact resets", b, c, target=4.0))
     n_auto = max(5, steps // 10)
     auto = _autograd(x, y, n_auto)
     det = _sweep(sweeps()["deterministic"], x, y, steps, warm)

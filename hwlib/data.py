@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -185,17 +186,35 @@ def normalize(x: torch.Tensor, name: str) -> torch.Tensor:
     return (x - mean) / std
 
 
-def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """The standard CIFAR augmentation of a batch: a random crop of each zero-padded image
-    and a random horizontal flip, each image independently.
+def black(name: str) -> tuple[float, ...]:
+    """The value of a black pixel (0) of dataset ``name`` after :func:`normalize`, per
+    channel: ``-mean / std``."""
+    info = DATASETS[name]
+    return tuple(-m / s for m, s in zip(info.mean, info.std))
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4,
+                     fill: float | Sequence[float] = 0.0) -> torch.Tensor:
+    """The standard CIFAR augmentation of a batch: a random crop of each padded image and a
+    random horizontal flip, each image independently.
 
     Args:
         x: images (N, C, H, W), on any device.
         generator: a CPU generator (the draws are the same on every device).
-        pad: zero padding on each side, pixels.
+        pad: padding on each side, pixels.
+        fill: the padding's value, one number or one per channel. Pad with black, as
+            torchvision's ``RandomCrop`` does on pixel values: 0 for images in [0, 1], and
+            :func:`black` for normalized images (0 would be the mean pixel there).
     """
-    b, _, h, w = x.shape
-    xp = F.pad(x, (pad, pad, pad, pad))
+    b, c, h, w = x.shape
+    if isinstance(fill, (int, float)):
+        xp = F.pad(x, (pad, pad, pad, pad), value=float(fill))
+    else:
+        if len(fill) != c:
+            raise ParameterError(f"fill: {len(fill)} values for {c} channels")
+        xp = torch.tensor(fill, dtype=x.dtype, device=x.device).view(1, c, 1, 1).expand(
+            b, c, h + 2 * pad, w + 2 * pad).clone()
+        xp[:, :, pad:pad + h, pad:pad + w] = x
     oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
     ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
     flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)

@@ -35,6 +35,10 @@ def check_probability(name: str, value: Any) -> None:
 
     if isinstance(value, (bool, str)):
         raise ParameterError(f"{name}={value!r}: must be a probability in [0, 1]")
+    if isinstance(value, (int, float)):  # the common case, without a tensor
+        if not 0 <= value <= 1:
+            raise ParameterError(f"{name}={value!r}: must be a probability in [0, 1]")
+        return
     try:
         t = torch.as_tensor(value, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):

@@ -1,29 +1,42 @@
 """Memristive synapses: two unidirectional devices per weight (Babu & Rajendran, Fig. 2).
 
+The readable reference model of the device (float64 states, ``torch.randn`` noise); the
+simulator (:mod:`hwlib.stochastic_dnn`, :mod:`hwlib.stochastic_kernels`) implements the same
+write model with counter-based normals and states stored in fixed point (``B / 1024``, so that
+its sums are exact), and its tests compare the two in distribution.
+
 Each synapse is a pair of devices with effective weight ``G_eff = G+ - G-``. A device's
 conductance only rises (unidirectional programming): ``G+`` is programmed to increase the
-weight, ``G-`` to decrease it. The response is linear: the conductance takes one of ``levels``
-equally spaced states
+weight, ``G-`` to decrease it. The response is linear: ``levels`` equally spaced nominal states
 
     G_k = G_min + k B,    k = 0, ..., levels - 1,    B = (G_max - G_min) / (levels - 1),
 
 from ``G_min`` to ``G_max = on_off_ratio * G_min`` (the paper: ratio 15, 32 levels, so
-``B = 14 G_min / 31``). Conductances here are in units of ``G_min``; a device state is its level
-index ``k``.
+``B = 14 G_min / 31``), ``B`` being the change of one pulse-pair overlap (eq. (4)). Conductances
+here are in units of ``G_min``; a device state is its *level coordinate* ``k = (G - G_min) / B``,
+a real number in ``[0, levels - 1]`` (programming noise puts it between the nominal states).
 
-Programming event (one device, after one image): the pulse-pair overlaps ``n`` of eq. (4) move
-the device by ``n`` levels plus Gaussian programming noise of standard deviation ``sigma``
-(given as ``sigma / B``, in levels); the result is rounded to a whole level, never moves down
-(the device is unidirectional) and saturates at the top level:
+Programming event (one device, after one image): starting from ``G_i``, the ``n >= 1`` pulse-pair
+overlaps of eq. (4) and zero-mean Gaussian programming noise of standard deviation ``sigma``
+(given as ``sigma / B``) set the final state (the paper's Fig. 2: "the final state G_f is
+determined by the pulse overlap ..., and a zero mean gaussian noise with standard deviation
+sigma representing programming noise", drawn both under and over ``G_i + n B``):
 
-    k_f = min(levels - 1, k_i + max(0, round(n + (sigma / B) z))),    z ~ N(0, 1).
+    G_f = min(G_max, G_i + max(0, n B + sigma z)),    z ~ N(0, 1),
+    i.e. k_f = min(levels - 1, k_i + max(0, n + (sigma / B) z)).
 
-A device with no overlap (``n = 0``) is not programmed and gets no noise.
+No rounding: ``G_f`` is continuous. The device is unidirectional ("the conductance of the
+device always increments in the positive direction"), so a total move ``n B + sigma z < 0`` (an
+under-estimate below zero, possible when ``sigma`` is comparable to ``B``) leaves the device
+where it is, and the conductance saturates at ``G_max``; ``G_f`` therefore stays in
+``[G_min, G_max]``. A device with no overlap (``n = 0``) is not programmed and gets no noise.
 
-Reset (every ``reset_every`` images): both devices of every synapse go back to ``G_min`` and the
-effective weight ``d = k+ - k-`` (in levels) is re-programmed onto ``G+`` if positive or ``G-``
-if negative. Both devices are on levels, so the re-programmed weight is exact; with
-``reset_noise`` the re-programming is itself a programming event of ``|d|`` levels (with noise).
+Reset (every ``reset_every`` images; the paper: "the devices are periodically reset after every
+15 image[s]"): both devices of every synapse go back to ``G_min`` and the effective weight
+``d = k+ - k-`` (in level spacings, continuous) is re-programmed onto ``G+`` if positive or
+``G-`` if negative. With ``reset_noise`` (the default) the re-programming is one programming
+event of the same write model with a move of ``|d|`` levels: ``|d| + (sigma / B) z``, clipped to
+``[0, levels - 1]``; without, it is exact and a reset changes no weight.
 """
 
 from __future__ import annotations
@@ -44,14 +57,19 @@ class MemristorConfig:
     on_off_ratio: float = 15.0
     """Dynamic range ``G_max / G_min`` (the paper's on/off ratio: 15)."""
     levels: int = 32
-    """Conductance states from ``G_min`` to ``G_max``, equally spaced (the paper: 32)."""
+    """Nominal conductance states from ``G_min`` to ``G_max``, equally spaced ``B`` apart (the
+    paper: 32); ``B`` is the change of one pulse-pair overlap. Programmed states are continuous."""
     sigma_over_b: float = 0.1
     """Programming noise: standard deviation ``sigma`` of one programming event, in units of
     the level spacing ``B`` (the paper sweeps it; its best devices have 0.1)."""
     reset_every: int = 15
     """Images between two resets of every synapse (the paper: 15; 0: never reset)."""
-    reset_noise: bool = False
-    """Whether the re-programming after a reset is a noisy programming event (else exact)."""
+    reset_noise: bool = True
+    """Whether the re-programming after a reset is a programming event of the same noisy write
+    model (True) or exact (False). The paper says only that "the devices are periodically reset
+    after every 15 image[s]"; re-programming the weight afterwards programs a device, and the
+    paper has one write model, in which every programming event carries its Gaussian noise
+    (Fig. 2), so True is what it implies. False isolates the noise of the updates."""
 
     def __post_init__(self) -> None:
         check_memristor(**asdict(self))
@@ -63,16 +81,17 @@ class MemristorConfig:
 
     @property
     def top(self) -> int:
-        """Index of the top level (``G_max``)."""
+        """Level coordinate of ``G_max``: ``levels - 1``."""
         return self.levels - 1
 
     def conductance(self, level: torch.Tensor | float) -> torch.Tensor:
-        """Conductance of level index ``level``, in units of ``G_min``."""
+        """Conductance at level coordinate ``level`` (any real in ``[0, top]``), in units of
+        ``G_min``: ``1 + level B``."""
         return 1.0 + torch.as_tensor(level, dtype=torch.float64) * self.spacing
 
 
 def check_memristor(on_off_ratio: Any = 15.0, levels: Any = 32, sigma_over_b: Any = 0.1,
-                    reset_every: Any = 15, reset_noise: Any = False) -> None:
+                    reset_every: Any = 15, reset_noise: Any = True) -> None:
     """One clear line for the first bad device parameter."""
     if not (isinstance(on_off_ratio, (int, float)) and math.isfinite(on_off_ratio)
             and on_off_ratio > 1):
@@ -92,20 +111,22 @@ def check_memristor(on_off_ratio: Any = 15.0, levels: Any = 32, sigma_over_b: An
 
 
 def program(level: torch.Tensor, count: torch.Tensor, sigma_over_b: float | torch.Tensor,
-            z: torch.Tensor, top: int) -> torch.Tensor:
-    """One programming event per device (see the module text).
+            z: torch.Tensor, top: float) -> torch.Tensor:
+    """One programming event per device (see the module text):
+    ``k_f = min(top, k_i + max(0, n + (sigma / B) z))`` where ``n > 0``.
 
     Args:
-        level: the devices' level indices before the event (float, whole numbers).
-        count: pulse-pair overlaps ``n`` per device (whole numbers >= 0).
+        level: the devices' level coordinates before the event (float64, in ``[0, top]``).
+        count: the move ``n`` of each device in level spacings, ``>= 0`` (pulse-pair overlaps,
+            whole numbers, or at a reset the weight ``|d|`` to re-program).
         sigma_over_b: programming noise in level spacings (a number or per-device tensor).
         z: standard normal draws, one per device.
-        top: index of the top level.
+        top: level coordinate of ``G_max``.
 
     Returns:
-        The new level indices; devices with ``count == 0`` are unchanged.
+        The new level coordinates (continuous); devices with ``count == 0`` are unchanged.
     """
-    step = torch.clamp(torch.round(count + sigma_over_b * z), min=0)
+    step = torch.clamp(count + sigma_over_b * z, min=0)
     new = torch.clamp(level + step, max=top)
     return torch.where(count > 0, new, level)
 
@@ -113,14 +134,15 @@ def program(level: torch.Tensor, count: torch.Tensor, sigma_over_b: float | torc
 def reset_pair(g_plus: torch.Tensor, g_minus: torch.Tensor, sigma_over_b: float = 0.0,
                z: torch.Tensor | None = None, top: int = 31
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reset rule: both devices to ``G_min``, then ``d = k+ - k-`` onto one device.
+    """The reset rule: both devices to ``G_min``, then ``d = k+ - k-`` onto one device, as a
+    programming event of ``|d|`` levels from ``G_min`` (:func:`program`).
 
     Args:
-        g_plus: level indices of the ``G+`` devices.
-        g_minus: level indices of the ``G-`` devices.
+        g_plus: level coordinates of the ``G+`` devices.
+        g_minus: level coordinates of the ``G-`` devices.
         sigma_over_b: programming noise of the re-programming (0: exact).
         z: standard normal draws (needed when ``sigma_over_b > 0``).
-        top: index of the top level.
+        top: level coordinate of ``G_max``.
 
     Returns:
         The new ``(k+, k-)``.
@@ -137,7 +159,7 @@ def reset_pair(g_plus: torch.Tensor, g_minus: torch.Tensor, sigma_over_b: float 
 
 
 class SynapseArray:
-    """An array of two-device synapses (level indices of ``G+`` and ``G-``).
+    """An array of two-device synapses (level coordinates of ``G+`` and ``G-``, float64).
 
     Args:
         shape: the array's shape (e.g. ``(rows, columns)``).
@@ -161,13 +183,15 @@ class SynapseArray:
         return self.config.conductance(self.g_plus), self.config.conductance(self.g_minus)
 
     def set_weight_levels(self, d: torch.Tensor) -> None:
-        """Program the weights ``d`` (whole levels) from the reset state, exactly."""
-        d = torch.clamp(torch.round(d.to(torch.float64)), -self.config.top, self.config.top)
+        """Program the weights ``d`` (level spacings, clipped to ``[-top, top]``) from the reset
+        state, exactly."""
+        d = torch.clamp(d.to(torch.float64), -self.config.top, self.config.top)
         self.g_plus, self.g_minus = reset_pair(d, torch.zeros_like(d), top=self.config.top)
 
     def program(self, counts: torch.Tensor) -> None:
         """One programming event per synapse with a nonzero signed overlap count: ``G+`` for
-        positive counts (the weight should rise), ``G-`` for negative ones."""
+        positive counts (the weight should rise), ``G-`` for negative ones; each with its own
+        noise draw."""
         z = torch.randn(counts.shape, generator=self.generator, dtype=torch.float64)
         s = self.config.sigma_over_b
         up, down = counts > 0, counts < 0

@@ -10,8 +10,8 @@ training methods (:class:`hwlib.Step`) and :func:`hwlib.accuracy_on_chips`::
 =======================  =================================================================
 preset                   hardware and parameters
 =======================  =================================================================
-:func:`sddhr_mram`       S-DDHR's MRAM XNOR arrays: mu_P = 3 kOhm, TMR 100 %, sigma/mu 0.03
-                         (this book's nominal; the paper's foundry data is confidential),
+:func:`sddhr_mram`       S-DDHR's MRAM XNOR arrays: mu_P = 3 kOhm, TMR 100 %, sigma/mu 0.05
+                         (published MTJ spreads; the paper's foundry data is confidential),
                          times ``scale``
 :func:`sram_65nm`        Boukli Hacene et al.'s SRAM: bit masking at fault rate p, eq. (1)
                          p(eta) = exp(-12.8 eta) for the energy (:func:`sram_energy_model`)
@@ -35,7 +35,7 @@ def sddhr_mram(scale: float = 1.0, sigma_rel: float = SIGMA_REL_NOMINAL,
 
     Args:
         scale: the paper's "k x sigma_MRAM" (10: Table 1's level).
-        sigma_rel: nominal sigma/mu of R_P and R_AP (dimensionless; this book's 0.03).
+        sigma_rel: nominal sigma/mu of R_P and R_AP (dimensionless; 0.05, published MTJ spreads).
         instance_model: chips of Gaussian ``resistance`` (the device model) or ``conductance``
             (the first-order model PS-DDHR trains on).
     """

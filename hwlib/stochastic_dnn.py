@@ -10,7 +10,12 @@ input of 1 (an all-ones stream). A network is one of
   ``w_ij <- w_ij - sign(delta_j) sign(x_i) B sum_n x_in AND d_jn``, with ``B = eta / BL``;
 * **stochastic, memristive** (``synapse = "memristive"``): the same streams, with every weight
   a pair of devices (:mod:`hwlib.memristor`), ``w = (k+ - k-) B_w``, ``B_w = w_max / (levels - 1)``
-  per layer; a coincidence count is a programming event of that many levels.
+  per layer, where ``k+``, ``k-`` are the devices' continuous level coordinates
+  (``G = G_min + k B``); a coincidence count ``n`` is a programming event that moves the device
+  by ``n`` levels plus continuous Gaussian noise (the paper's Fig. 2), clipped to
+  ``[G_min, G_max]``. The simulator stores ``k`` in fixed point, ``B / 1024``
+  (:data:`hwlib.stochastic_kernels.FIX`), so that every sum through the weights is an exact
+  integer sum, the same in both implementations.
 
 Inputs (:func:`network_inputs`): by default each image minus its own mean pixel
 (``input_norm = "image_mean"``, the paper's "mean normalization"), so inputs are signed, in
@@ -39,9 +44,11 @@ Two implementations of the same step (:class:`Lockstep`): compiled kernels
 (:mod:`hwlib.stochastic_kernels`, numba; the CPU default) and plain PyTorch (``backend="torch"``;
 the default on CUDA). Every random number is a counter-based hash of the network's key and of
 its use (image, signal, bit), so both see the same streams and programming noise; the tests
-check that they train the same networks. Each network has its own key, so its numbers do not
-depend on which networks share its sweep: results are stored per network and reused by any
-notebook.
+check that they train the same networks. The programming noise is a standard normal per event
+drawn from such hashed words by the ziggurat method, computed identically in both
+(:func:`hwlib.stochastic_kernels.normal`, :func:`torch_normals`). Each network has its own key,
+so its numbers do not depend on which networks share its sweep: results are stored per network
+and reused by any notebook.
 """
 
 from __future__ import annotations
@@ -88,18 +95,27 @@ class NetworkConfig:
     synapse: str = "float"
     """``"float"`` (floating-point weights) or ``"memristive"`` (two-device synapses)."""
     sigma_over_b: float = 0.1
-    """Memristive: programming noise per programming event, in level spacings (sigma / B)."""
+    """Memristive: the paper's sigma / B, the standard deviation of the Gaussian programming
+    noise of one programming event in units of the level spacing B (Fig. 2, Fig. 4)."""
     on_off_ratio: float = 15.0
-    """Memristive: dynamic range G_max / G_min."""
+    """Memristive: dynamic range G_max / G_min (the paper: 15)."""
     levels: int = 32
-    """Memristive: conductance levels per device."""
+    """Memristive: conductance levels per device, G_min to G_max (the paper: 32); they set
+    ``B = (G_max - G_min) / (levels - 1)``, the change of one pulse-pair overlap (eq. (4))."""
     reset_every: int = 15
-    """Memristive: images between resets (0: never)."""
+    """Memristive: images between resets (the paper: 15; 0: never)."""
     reset_noise: bool = False
-    """Memristive: whether a reset's re-programming is a noisy programming event."""
+    """Memristive: whether a reset's re-programming of ``|G+ - G-|`` onto one device is a
+    programming event with the same noise (True, what the paper implies: its one write model,
+    Fig. 2, has noise in every programming; the chapter's profiles use it) or exact (False); see
+    :class:`hwlib.memristor.MemristorConfig`. The default stays False so that the config, hence
+    the store key and the random streams, of every network that does not set it (the
+    floating-point ones among them) is what it was before this field mattered."""
     w_max: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    """Memristive: per layer, the weight of a synapse with G+ at G_max and G- at G_min
-    (the conductance-to-weight scale); ``B_w = w_max / (levels - 1)``."""
+    """Memristive: per layer, the weight of a synapse with G+ at G_max and G- at G_min, i.e.
+    the conductance-to-weight scale (ours; the paper does not give it):
+    ``w = w_max (G+ - G-) / (G_max - G_min) = B_w (k+ - k-)``, ``B_w = w_max / (levels - 1)``
+    (the weight of one level spacing B)."""
     lr: float = 0.1
     """Learning rate eta in the first epoch."""
     lr_final: float = 0.01
@@ -144,6 +160,11 @@ class NetworkConfig:
                 raise ParameterError(f"{name}={v!r}: must be a number > 0")
         if len(self.hidden) != 2 or not all(isinstance(h, int) and h >= 1 for h in self.hidden):
             raise ParameterError(f"hidden={list(self.hidden)!r}: must be two widths >= 1")
+        if self.synapse == "memristive" and _sum_bound(self) >= 2 ** 53:
+            raise ParameterError(
+                f"levels={self.levels}, bl={self.bl}, hidden={list(self.hidden)}: too large "
+                "for exact sums through memristive weights; (levels - 1) * 1024 * bl * "
+                "(widest layer + 1) must stay below 2**53")
         if self.dataset not in ("mnist", "fashion_mnist"):
             raise ParameterError(f"dataset={self.dataset!r}: must be mnist or fashion_mnist")
         check_bl(self.epochs, "epochs")
@@ -200,6 +221,13 @@ class NetworkConfig:
                 self.hidden, self.device)
 
 
+def _sum_bound(cfg: NetworkConfig) -> int:
+    """The largest magnitude of a memristive network's forward or backward sum of fixed-point
+    weights times signed stream counts: ``top FIX BL (widest layer + 1)``."""
+    widest = max(SIZES[0], *cfg.hidden, SIZES[-1]) + 1
+    return (cfg.levels - 1) * kern.FIX * cfg.bl * widest
+
+
 def _stream_seed(cfg: NetworkConfig, salt: int) -> int:
     """Key of a network's random numbers: a hash of its whole config and a salt (so different
     networks get independent streams, and a network the same ones in any group)."""
@@ -229,21 +257,6 @@ def network_inputs(x: torch.Tensor, input_norm: str = "image_mean") -> torch.Ten
     if input_norm == "unit":
         return x
     return x - x.mean(1, keepdim=True)
-
-
-def noise_table(sigma_over_b: float) -> tuple[np.ndarray, int]:
-    """The exact distribution of the rounded programming noise ``round(sigma z / B)``:
-    ``table[kmax + k] = P(round < k) = Phi((k - 1/2) B / sigma)`` for ``k = -kmax .. kmax + 1``,
-    with ``kmax`` so large that the tails left out weigh less than ``2**-60`` (0 and 1 at the
-    ends). ``sigma_over_b = 0`` gives ``kmax = 0`` (no noise, no random number)."""
-    s = float(sigma_over_b)
-    if s == 0:
-        return np.array([0.0, 1.0]), 0
-    kmax = max(1, math.ceil(9.0 * s))
-    ks = np.arange(-kmax, kmax + 2)
-    table = np.array([0.5 * math.erfc(-((k - 0.5) / s) / math.sqrt(2)) for k in ks])
-    table[0], table[-1] = 0.0, 1.0
-    return table, kmax
 
 
 # --- the counter-based generator in PyTorch (the same numbers as the compiled kernels) --------
@@ -288,6 +301,91 @@ def _threshold(p: torch.Tensor) -> torch.Tensor:
     return torch.ceil(p.to(torch.float64) * 65536.0).to(torch.int64)
 
 
+def _torch_horner(x: torch.Tensor, coefs: Sequence[float]) -> torch.Tensor:
+    """:func:`hwlib.stochastic_kernels.horner`: the same sequence ``p = p * x + c``."""
+    p = torch.full_like(x, coefs[0])
+    for c in coefs[1:]:
+        p = p * x + c
+    return p
+
+
+def torch_log(x: torch.Tensor) -> torch.Tensor:
+    """:func:`hwlib.stochastic_kernels.plog` in PyTorch (the same doubles; ``torch.log`` differs
+    from the compiled path's library log in the last bit)."""
+    m, e = torch.frexp(x)
+    low = m < kern.SQRT_HALF
+    m = torch.where(low, m * 2.0, m)
+    e = (e - low.to(e.dtype)).to(torch.float64)
+    f = m - 1.0
+    s = f / (2.0 + f)
+    s2 = s * s
+    return e * kern.LN2_HI + (e * kern.LN2_LO
+                               + (2.0 * s + s * s2 * _torch_horner(s2, kern.LOG_SERIES)))
+
+
+def torch_exp(t: torch.Tensor) -> torch.Tensor:
+    """:func:`hwlib.stochastic_kernels.pexp` in PyTorch (the same doubles)."""
+    n = torch.floor(t * kern.INV_LN2 + 0.5)
+    r = (t - n * kern.LN2_HI) - n * kern.LN2_LO
+    two_n = ((n.to(torch.int64) + 1023) << 52).view(torch.float64)      # 2**n, exactly
+    return _torch_horner(r, kern.EXP_SERIES) * two_n
+
+
+def _signed_unit(w: torch.Tensor) -> torch.Tensor:
+    """:func:`hwlib.stochastic_kernels.signed_unit`: ``(2 (w >> 11) - 2**53 + 1) 2**-53``."""
+    return (2 * (_lsr(w, 11) - (1 << 52)) + 1).to(torch.float64) * 2.0 ** -53
+
+
+def torch_normals(key: int, addr: torch.Tensor) -> torch.Tensor:
+    """:func:`hwlib.stochastic_kernels.normal` in PyTorch: the standard normal (float64) at each
+    address of ``addr`` (int64), the same ziggurat draws as the compiled path, bit for bit."""
+    dev = addr.device
+    X = torch.as_tensor(kern.ZIG_X, device=dev)
+    X2 = torch.as_tensor(kern.ZIG_X2, device=dev)
+    ratio = torch.as_tensor(kern.ZIG_RATIO, device=dev)
+    a = addr.reshape(-1)
+    z = torch.empty(a.shape, dtype=torch.float64, device=dev)
+    todo = torch.arange(a.numel(), device=dev)
+    w = hash_words(key, a)
+    j = torch.zeros_like(a)                     # further words used so far, per draw
+
+    def extra(sel: torch.Tensor, jj: torch.Tensor) -> torch.Tensor:
+        return hash_words(key, a[sel] + (jj << 56))
+
+    while todo.numel():
+        i = w & (kern.ZIG_LAYERS - 1)
+        u = _signed_unit(w)
+        fast = u.abs() < ratio[i]
+        z[todo[fast]] = u[fast] * X[i[fast]]
+        tail = ~fast & (i == 0)                 # the tail beyond R, until each is accepted
+        t_idx, t_u, t_j = todo[tail], u[tail], j[tail]
+        while t_idx.numel():
+            x = torch_log(_unit(extra(t_idx, t_j + 1))) / kern.ZIG_R
+            y = torch_log(_unit(extra(t_idx, t_j + 2)))
+            t_j = t_j + 2
+            ok = -2.0 * y >= x * x
+            z[t_idx[ok]] = torch.where(t_u[ok] < 0.0, x[ok] - kern.ZIG_R, kern.ZIG_R - x[ok])
+            t_idx, t_u, t_j = t_idx[~ok], t_u[~ok], t_j[~ok]
+        wedge = ~fast & (i > 0)
+        todo, i, u, j = todo[wedge], i[wedge], u[wedge], j[wedge]
+        x = u * X[i]
+        f0 = torch_exp(-0.5 * (X2[i] - x * x))
+        f1 = torch_exp(-0.5 * (X2[i + 1] - x * x))
+        ok = f1 + _unit(extra(todo, j + 1)) * (f0 - f1) < 1.0
+        z[todo[ok]] = x[ok]
+        todo, j = todo[~ok], j[~ok]
+        w = extra(todo, j + 2)
+        j = j + 2
+    return z.reshape(addr.shape)
+
+
+def torch_noise_steps(s_fx: float, key: int, addr: torch.Tensor) -> torch.Tensor:
+    """:func:`hwlib.stochastic_kernels.noise_steps` in PyTorch: ``rint(s_fx z)`` (int64)."""
+    if s_fx == 0.0:
+        return torch.zeros_like(addr)
+    return torch.round(s_fx * torch_normals(key, addr)).to(torch.int64)
+
+
 def torch_row_streams(p: torch.Tensor, key: int, base: int, bl: int) -> torch.Tensor:
     """:func:`hwlib.stochastic_kernels.row_streams` in PyTorch: bool streams (n, BL)."""
     return _chunks(key, base, p.shape[0], bl, p.device) < _threshold(p).unsqueeze(1)
@@ -316,9 +414,11 @@ class Lockstep:
     """Networks (:class:`NetworkConfig`) trained on the same image sequence, one image at a time.
 
     Storage (torch tensors, shared with the compiled kernels on the CPU): floating-point weights
-    of the deterministic and stochastic networks in one float32 buffer, memristive level indices
-    ``k+``, ``k-`` and their difference ``k+ - k-`` in three integer buffers; per network, layers
-    1 to 3 as (outputs, inputs + 1), bias last.
+    of the deterministic and stochastic networks in one float32 buffer; memristive device
+    states, the level coordinates ``k+``, ``k-`` (conductance ``G = G_min + k B``, continuous)
+    and their difference ``k+ - k-``, in three integer buffers in fixed point (``K = k FIX``,
+    :data:`hwlib.stochastic_kernels.FIX` = 1024 steps per level spacing; int16 up to 32
+    levels); per network, layers 1 to 3 as (outputs, inputs + 1), bias last.
 
     Args:
         configs: the networks; all must share :meth:`NetworkConfig.group_key`.
@@ -349,26 +449,26 @@ class Lockstep:
         mem = [k for k in range(K) if c[k].kind == "memristive"]
         flt = [k for k in range(K) if c[k].kind != "memristive"]
         self.top = np.array([x.levels - 1 for x in c], dtype=np.int64)
-        wide_levels = any(self.top[k] > 127 for k in mem)
-        ltype, dtype = (torch.int32, torch.int32) if wide_levels else (torch.uint8, torch.int8)
+        #: the top level in fixed point, ``(levels - 1) FIX``
+        self.top_fx = self.top * kern.FIX
+        small = all(self.top_fx[k] <= np.iinfo(np.int16).max for k in mem)
+        ftype = torch.int16 if small else torch.int32
         self.Wf = torch.zeros(max(1, len(flt)) * S, dtype=torch.float32, device=dev)
-        self.Lp = torch.zeros(max(1, len(mem)) * S, dtype=ltype, device=dev)
+        self.Lp = torch.zeros(max(1, len(mem)) * S, dtype=ftype, device=dev)
         self.Lm = torch.zeros_like(self.Lp)
-        self.Ld = torch.zeros(max(1, len(mem)) * S, dtype=dtype, device=dev)
+        self.Ld = torch.zeros_like(self.Lp)
         self.off = np.zeros(K, dtype=np.int64)
+        #: per network and layer, B_w (the weight of one level spacing) and B_w / FIX
         self.bw = np.ones((K, 3))
+        self.bw_fx = np.ones((K, 3))
         for k, x in enumerate(c):
             w0 = [w.t().contiguous().to(dev) for w in initial_weights(x)]
             if x.kind == "memristive":
                 self.off[k] = mem.index(k) * S
                 self.bw[k] = [w / (x.levels - 1) for w in x.w_max]
-                top = int(self.top[k])
+                self.bw_fx[k] = self.bw[k] / kern.FIX
                 for i, w in enumerate(w0):
-                    lv = torch.clamp(torch.round(w / float(self.bw[k, i])), -top, top)
-                    kp, km, d = self.layer_levels(k, i)
-                    kp.copy_(lv.clamp(min=0))
-                    km.copy_((-lv).clamp(min=0))
-                    d.copy_(lv)
+                    self._program_initial(k, i, w)
             else:
                 self.off[k] = flt.index(k) * S
                 for w, v in zip(self.layer_weights(k), w0):
@@ -378,15 +478,13 @@ class Lockstep:
         self.reset_every = np.array([x.reset_every if x.kind == "memristive" else 0
                                      for x in c], dtype=np.int64)
         self.reset_noise = np.array([int(x.reset_noise) for x in c], dtype=np.int64)
-        tables = [noise_table(x.sigma_over_b if x.kind == "memristive" else 0.0) for x in c]
-        self.kmax = np.array([t[1] for t in tables], dtype=np.int64)
-        self.tables = np.ones((K, max(len(t[0]) for t in tables)))
-        for k, (t, _) in enumerate(tables):
-            self.tables[k, :len(t)] = t
-        # whole-number sums of the memristive forward and backward passes stay exact in float32
-        # below 2**24; beyond, the kernels accumulate in float64
-        fan = max(n0 + 1, n1 + 1, n2 + 1)
-        self.wide = any(int(self.bl[k]) * int(self.top[k]) * fan >= 2 ** 24 for k in mem)
+        #: programming noise in fixed-point steps, ``sigma/B FIX`` (0: none)
+        self.s_fx = np.array([x.sigma_over_b * kern.FIX if x.kind == "memristive" else 0.0
+                              for x in c])
+        # the memristive forward and backward sums are integer sums; they stay exact in int32
+        # below 2**31, beyond the kernels accumulate in float64 (exact below 2**53, which
+        # NetworkConfig checks)
+        self.wide = any(_sum_bound(c[k]) >= 2 ** 31 for k in mem)
         self.eta = np.zeros(K)
         self.B = np.zeros(K)
         self.gains = np.ones((K, 3))
@@ -412,22 +510,43 @@ class Lockstep:
     def layer_weights(self, k: int) -> list[torch.Tensor]:
         """Network ``k``'s floating-point weights, per layer (outputs, inputs + 1), views."""
         if self.configs[k].kind == "memristive":
-            raise ParameterError("layer_weights: a memristive network stores levels")
+            raise ParameterError("layer_weights: a memristive network stores device states; "
+                                 "use layer_levels or weights")
         return self._views(self.Wf, k)
 
-    def layer_levels(self, k: int, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Memristive network ``k``, layer ``i``: views of ``k+``, ``k-`` and ``k+ - k-``
-        (outputs, inputs + 1)."""
+    def layer_states(self, k: int, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Memristive network ``k``, layer ``i``: views of the fixed-point states ``K+``,
+        ``K-`` and ``K+ - K-`` (outputs, inputs + 1), ``K = k FIX``."""
+        if self.configs[k].kind != "memristive":
+            raise ParameterError(f"layer_states: network {k} has no memristive synapses")
         return tuple(self._views(buf, k)[i] for buf in (self.Lp, self.Lm, self.Ld))
+
+    def layer_levels(self, k: int, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Memristive network ``k``, layer ``i``: the level coordinates ``k+``, ``k-`` and
+        ``k+ - k-`` (float64 copies, (outputs, inputs + 1)); conductances ``G_min + k B``."""
+        return tuple(t.to(torch.float64) / kern.FIX for t in self.layer_states(k, i))
+
+    def _program_initial(self, k: int, i: int, w: torch.Tensor) -> None:
+        """Program network ``k``'s layer ``i`` from the reset state to the weights ``w``
+        (outputs, inputs + 1), exactly (no programming noise): ``|w| / B_w`` levels onto
+        ``G+`` (w > 0) or ``G-`` (w < 0), clipped to the top level, at the fixed-point
+        resolution."""
+        top = float(self.top[k])
+        lv = torch.clamp(w.to(torch.float64) / float(self.bw[k, i]), -top, top)
+        d = torch.round(lv * kern.FIX)
+        kp, km, kd = self.layer_states(k, i)
+        kp.copy_(d.clamp(min=0))
+        km.copy_((-d).clamp(min=0))
+        kd.copy_(d)
 
     def weights(self) -> list[list[torch.Tensor]]:
         """Every network's weights: per network, three (inputs + 1, outputs) float32 matrices,
-        bias last (memristive: ``B_w (k+ - k-)``)."""
+        bias last (memristive: ``B_w (k+ - k-)``, rounded once to float32)."""
         out = []
         for k, c in enumerate(self.configs):
             if c.kind == "memristive":
-                out.append([self.layer_levels(k, i)[2].t().to(torch.float32)
-                            * float(self.bw[k, i]) for i in range(3)])
+                out.append([level_weights(self.layer_levels(k, i)[2].t(), float(self.bw[k, i]))
+                            for i in range(3)])
             else:
                 out.append([w.t().clone() for w in self.layer_weights(k)])
         return out
@@ -485,9 +604,9 @@ class Lockstep:
         Fp, Fm, Fd = (buf.numpy()[lo:lo + S] for buf in (self.Lp, self.Lm, self.Ld))
         wrong, events = kern.train_network(
             x, y, idx, self.steps, int(self.kind[k]), int(self.bl[k]), self.keys[k],
-            float(self.eta[k]), float(self.B[k]), self.gains[k], self.bw[k], int(self.top[k]),
-            int(self.reset_every[k]), int(self.reset_noise[k]), self.tables[k],
-            int(self.kmax[k]), Wf, Fp, Fm, Fd, n1, n2, n3, self.wide)
+            float(self.eta[k]), float(self.B[k]), self.gains[k], self.bw_fx[k],
+            int(self.top_fx[k]), int(self.reset_every[k]), int(self.reset_noise[k]),
+            float(self.s_fx[k]), Wf, Fp, Fm, Fd, n1, n2, n3, self.wide)
         self.wrong[k] += wrong
         self.events[k] += events
 
@@ -501,9 +620,9 @@ class Lockstep:
         o, S = int(self.off[k]), self.size
         Fp, Fm, Fd = (buf[o:o + S] for buf in (self.Lp, self.Lm, self.Ld))
         if self.backend == "numba":
-            kern.reset_levels(Fp.numpy(), Fm.numpy(), Fd.numpy(), int(self.top[k]),
+            kern.reset_levels(Fp.numpy(), Fm.numpy(), Fd.numpy(), int(self.top_fx[k]),
                               bool(self.reset_noise[k]), self.keys[k], np.uint64(base),
-                              self.tables[k], int(self.kmax[k]))
+                              float(self.s_fx[k]))
         else:
             self._torch_reset(k, Fp, Fm, Fd, base)
 
@@ -544,20 +663,21 @@ class Lockstep:
         inv = 1.0 / bl
         f8 = torch.float64
         if mem:
-            D = [self.layer_levels(k, i)[2] for i in range(3)]
+            D = [self.layer_states(k, i)[2] for i in range(3)]
         else:
             W = self.layer_weights(k)
 
+        # memristive sums: integers below 2**53, exact in float64 in any order
         def layer(i, counts, n_in):
             if mem:
                 d = D[i].to(f8)
-                return (d[:, :n_in] @ counts.to(f8) + d[:, n_in] * bl) * (float(self.bw[k, i])
-                                                                         * inv)
+                return (d[:, :n_in] @ counts.to(f8) + d[:, n_in] * bl) * (
+                    float(self.bw_fx[k, i]) * inv)
             return (W[i][:, :n_in] @ counts.float()).to(f8) * inv + W[i][:, n_in].to(f8)
 
         def back(i, e, n_in):
             if mem:
-                return (e.to(f8) @ D[i][:, :n_in].to(f8)) * (float(self.bw[k, i]) * inv)
+                return (e.to(f8) @ D[i][:, :n_in].to(f8)) * (float(self.bw_fx[k, i]) * inv)
             return (e.float() @ W[i][:, :n_in]).to(f8) * inv
 
         sx = torch.sign(x)
@@ -607,29 +727,22 @@ class Lockstep:
             self._torch_reset(k, self.Lp[o:o + S], self.Lm[o:o + S], self.Ld[o:o + S],
                               base + o_reset)
 
-    def _rounded_noise(self, k: int, u: torch.Tensor) -> torch.Tensor:
-        kmax = int(self.kmax[k])
-        table = torch.as_tensor(self.tables[k][:2 * kmax + 2], device=u.device)
-        idx = torch.searchsorted(table, u, right=True) - 1
-        return torch.clamp(idx - kmax, -kmax, kmax)
-
     def _torch_program(self, k, i, act, sgn, cnt, sr, addr0) -> None:
-        kp, km, d = self.layer_levels(k, i)
+        """:func:`hwlib.stochastic_kernels.program_events` in PyTorch."""
+        kp, km, d = self.layer_states(k, i)
         m = cnt.shape[1]
         direction = -sgn.unsqueeze(1) * sr.unsqueeze(0)                 # +1: raise the weight
         a, col = torch.nonzero(cnt).unbind(1)
         syn = act[a] * m + col
-        c = cnt[a, col].to(torch.int64)
-        step = c.clone()
-        if self.kmax[k] > 0:
-            step += self._rounded_noise(k, _unit(hash_words(int(self.keys[k]), addr0 + syn)))
+        step = cnt[a, col].to(torch.int64) * kern.FIX + torch_noise_steps(
+            float(self.s_fx[k]), int(self.keys[k]), addr0 + syn)
         self.events[k] += int(syn.numel())
         up = direction[a, col] > 0
         ok = step > 0
-        top = int(self.top[k])
-        for dev_levels, sel, sign in ((kp, up & ok, 1), (km, ~up & ok, -1)):
+        top = int(self.top_fx[k])
+        for states, sel, sign in ((kp, up & ok, 1), (km, ~up & ok, -1)):
             s = syn[sel]
-            flat = dev_levels.view(-1)
+            flat = states.view(-1)
             old = flat[s].to(torch.int64)
             new = torch.clamp(old + step[sel], max=top)
             flat[s] = new.to(flat.dtype)
@@ -637,13 +750,14 @@ class Lockstep:
             dflat[s] = (dflat[s].to(torch.int64) + sign * (new - old)).to(dflat.dtype)
 
     def _torch_reset(self, k, Fp, Fm, Fd, addr0) -> None:
+        """:func:`hwlib.stochastic_kernels.reset_levels` in PyTorch."""
         d = Fd.to(torch.int64)
         mag = d.abs()
-        if self.reset_noise[k] and self.kmax[k] > 0:
-            u = _unit(hash_words(int(self.keys[k]), addr0 + torch.arange(d.numel(),
-                                                                          device=d.device)))
-            noisy = torch.clamp(mag + self._rounded_noise(k, u), min=0, max=int(self.top[k]))
-            mag = torch.where(d != 0, noisy, mag)
+        if self.reset_noise[k] and self.s_fx[k] > 0:
+            nz = torch.nonzero(d).squeeze(1)
+            noisy = mag[nz] + torch_noise_steps(float(self.s_fx[k]), int(self.keys[k]),
+                                                addr0 + nz)
+            mag[nz] = torch.clamp(noisy, min=0, max=int(self.top_fx[k]))
         pos = d > 0
         Fp.copy_(torch.where(pos, mag, 0).to(Fp.dtype))
         Fm.copy_(torch.where(pos | (d == 0), 0, mag).to(Fm.dtype))
@@ -774,8 +888,10 @@ def train_lockstep(configs: Sequence[NetworkConfig], progress: bool = True,
         %), ``lr`` (per epoch), ``events_per_image`` (memristive programming events, per epoch),
         ``train_s`` (the network's own training seconds), ``images_per_s`` (its training
         throughput), ``epoch_time_s`` (the group's wall time per epoch), and the final weights
-        (deterministic: float32 ``w1..w3``; memristive: int8 ``level1..3 = k+ - k-``;
-        stochastic floating-point: omitted).
+        (deterministic: float32 ``w1..w3``; memristive: ``weight_levels1..3 = k+ - k-``, the
+        conductance difference ``(G+ - G-) / B`` of every synapse in level spacings, continuous,
+        float32 (exact: multiples of ``1 / FIX``; float64 beyond 16,384 levels), (inputs + 1,
+        outputs); stochastic floating-point: omitted).
     """
     net = Lockstep(configs, backend)
     c0 = net.configs[0]
@@ -814,10 +930,9 @@ def train_lockstep(configs: Sequence[NetworkConfig], progress: bool = True,
         if cfg.kind == "deterministic":
             res.update({f"w{i + 1}": w.cpu().numpy() for i, w in enumerate(net.weights()[k])})
         elif cfg.kind == "memristive":
-            res.update({f"level{i + 1}": net.layer_levels(k, i)[2].t().to(torch.int8).cpu()
-                        .numpy() for i in range(3)} if cfg.levels <= 128 else
-                       {f"level{i + 1}": net.layer_levels(k, i)[2].t().to(torch.int32).cpu()
-                        .numpy() for i in range(3)})
+            store_type = torch.float32 if cfg.levels <= 2 ** 14 else torch.float64
+            res.update({f"weight_levels{i + 1}": net.layer_levels(k, i)[2].t().to(store_type)
+                        .cpu().numpy() for i in range(3)})
         out.append(res)
     return out
 
@@ -828,14 +943,24 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
     return train_lockstep([NetworkConfig.from_dict(config)], progress=False)[0]
 
 
+def level_weights(levels: torch.Tensor, b_w: float) -> torch.Tensor:
+    """Weights from conductance differences ``k+ - k-`` in level spacings: ``B_w (k+ - k-)``
+    in float64, rounded once to float32 (the network's and the stored weights alike)."""
+    return (levels.to(torch.float64) * b_w).to(torch.float32)
+
+
 def stored_weights(entry_result: dict[str, Any], cfg: NetworkConfig) -> list[torch.Tensor]:
     """The final weights kept by a training run (deterministic or memristive networks), each
-    (inputs + 1, outputs), bias last."""
+    (inputs + 1, outputs), bias last; memristive: the same float32 weights as
+    :meth:`Lockstep.weights` of the trained network."""
     if cfg.kind == "deterministic":
         return [torch.as_tensor(entry_result[f"w{i}"]) for i in (1, 2, 3)]
     if cfg.kind == "memristive":
-        return [torch.as_tensor(entry_result[f"level{i}"]).float() * (w / (cfg.levels - 1))
-                for i, w in zip((1, 2, 3), cfg.w_max)]
+        if "weight_levels1" not in entry_result:
+            raise ParameterError("stored_weights: this entry holds whole levels (level1..3) "
+                                 "from before continuous programming noise; recompute it")
+        return [level_weights(torch.as_tensor(entry_result[f"weight_levels{i}"]),
+                              w / (cfg.levels - 1)) for i, w in zip((1, 2, 3), cfg.w_max)]
     raise ParameterError("stored_weights: stochastic floating-point runs keep no weights")
 
 
@@ -844,11 +969,14 @@ def stored_weights(entry_result: dict[str, Any], cfg: NetworkConfig) -> list[tor
 
 def relative_cost(cfg: NetworkConfig) -> float:
     """Rough training cost of one network per image, in units of a deterministic network
-    (measured on the development machine over whole `book` runs); for balancing workers."""
+    (measured on the development machine over whole `book` runs); for balancing workers. A
+    noisy reset draws one normal per synapse every ``reset_every`` images (measured: about 2.5
+    times the cost of the same network with exact resets at ``reset_every = 15``)."""
     if cfg.kind == "deterministic":
         return 1.0
     if cfg.kind == "memristive":
-        return 0.7 + 0.012 * cfg.bl
+        noisy = cfg.reset_noise and cfg.reset_every > 0 and cfg.sigma_over_b > 0
+        return 0.7 + 0.012 * cfg.bl + (18.0 / cfg.reset_every if noisy else 0.0)
     return 0.55 + 0.009 * cfg.bl
 
 
@@ -1104,6 +1232,41 @@ def memristive_networks(p: Any, device: str = "cpu", sigmas: Sequence[float] | N
                           w_max=tuple(float(w) for w in p.w_max), seed=seed0 + i, **base)
             for s in (p.sigma_over_b_values if sigmas is None else sigmas)
             for i in range(int(seeds))]
+
+
+#: Factors of the w_max sweep (:func:`w_max_networks`): the chapter's w_max scaled by each.
+W_MAX_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+def w_max_networks(p: Any, device: str = "cpu", factors: Sequence[float] = W_MAX_FACTORS,
+                   sigma: float | None = None, seeds: int = 1,
+                   reset_noise: bool | None = None) -> list[NetworkConfig]:
+    """The memristive networks of a ``w_max`` sweep: the chapter's networks of
+    :func:`memristive_networks` at one programming noise (default ``p.sigma_over_b``, the
+    paper's 0.1B of its 95.31 %), with all three layers' ``w_max`` (the weight of a device
+    pair, our choice) scaled by each of ``factors``; ``seeds`` networks per factor, ordered by
+    factor, then seed. ``reset_noise`` overrides ``p.reset_noise`` (None: keep it). A factor
+    of 1 gives the chapter's own networks (the same stored entries)."""
+    bad = [f for f in factors if isinstance(f, bool) or not isinstance(f, (int, float))
+           or not math.isfinite(f) or f <= 0]
+    if bad or not factors:
+        raise ParameterError(f"factors={list(factors)!r}: must be one or more numbers > 0 "
+                             "(scales of w_max)")
+    s = float(p.sigma_over_b if sigma is None else sigma)
+    nets = []
+    for f in factors:
+        q = _replace(p, w_max=[float(w) * float(f) for w in p.w_max])
+        if reset_noise is not None:
+            q = _replace(q, reset_noise=bool(reset_noise))
+        nets += memristive_networks(q, device, [s], seeds)
+    return nets
+
+
+def _replace(p: Any, **changes: Any) -> Any:
+    """A copy of a notebook's parameters ``p`` (attributes) with ``changes``."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{**vars(p), **changes})
 
 
 def reading_networks(p: Any, device: str = "cpu") -> list[NetworkConfig]:

@@ -14,7 +14,15 @@ are drawn or on which are skipped: the compiled path may skip streams that canno
 the pure-PyTorch path (:mod:`hwlib.stochastic_dnn`) computes every number, and both see the
 same streams. A 64-bit word holds four 16-bit numbers ``r`` for the 16-bit stochastic number
 generator (a bit is one when ``r < ceil(65536 p)``), or one double-precision uniform
-``((w >> 11) + 0.5) 2**-53`` in (0, 1).
+``((w >> 11) + 0.5) 2**-53`` in (0, 1), or a standard normal (:func:`normal`: the ziggurat
+method, computed with additions, multiplications, divisions and comparisons only, so that the
+PyTorch path computes the very same double).
+
+Memristive device states are fixed-point numbers: a device's level coordinate ``k`` (its
+conductance is ``G_min + k B``) is stored as the integer ``k 2**FRAC_BITS`` (:data:`FIX` steps
+per level spacing ``B``). The programming noise is a continuous normal; only the stored result
+is rounded, to ``B / 1024``. Sums of products of these integers with whole-number stream counts
+are exact, in any order, in both implementations.
 
 Streams are bit-packed, 64 bits to a word (``ceil(BL / 64)`` words per stream), and a
 coincidence count ``sum_n x_n AND d_n`` is ``popcount(X AND D)``: exact.
@@ -39,6 +47,12 @@ _TWO53 = 2.0 ** -53
 _FM = {"reassoc", "nsz", "contract"}
 
 KIND_DET, KIND_FLOAT, KIND_MEM = 0, 1, 2
+
+#: Fraction bits of a stored device state: a level coordinate ``k`` is kept as the integer
+#: ``round(k * FIX)``, a resolution of ``B / 1024`` (the smallest programming noise studied,
+#: ``sigma = 0.1 B``, spans a hundred such steps).
+FRAC_BITS = 10
+FIX = 1 << FRAC_BITS
 
 
 def _bit_intrinsic(build, doc):
@@ -95,6 +109,152 @@ def words_array(key, addr):
     return out
 
 
+# --- standard normals (programming noise) -------------------------------------------------------
+#
+# A normal is drawn by the ziggurat method (G. Marsaglia and W. W. Tsang, "The ziggurat method
+# for generating random variables", J. Stat. Softw. 5(8), 2000), in the layout of J. A. Doornik
+# ("An improved ziggurat method to generate normal random samples", 2005): 128 layers of equal
+# area under exp(-x^2 / 2), layer 0 holding the tail beyond R. One 64-bit word gives the layer
+# (its low 7 bits) and a uniform u in (-1, 1) (its high 53 bits); |u| below the layer's ratio
+# (98.8 % of the draws) returns u X[i] at once. The rest (wedges, the tail) need further words,
+# the j-th at address ``addr + j 2**56`` of the same generator, and exp and log, computed here
+# from additions, multiplications, divisions and exact scalings only (:func:`plog`,
+# :func:`pexp`), so that the PyTorch path (:func:`hwlib.stochastic_dnn.torch_normals`) computes
+# the same doubles (library exp and log differ between the two in the last bit).
+
+ZIG_LAYERS = 128
+ZIG_R = 3.442619855899
+"""Start of the tail (the right edge of layer 1)."""
+ZIG_V = 9.91256303526217e-3
+"""Area of each layer under ``exp(-x^2 / 2)``: ``R f(R) + integral of f beyond R``."""
+
+
+def ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``X`` (layer edges, ``X[0] = V / f(R)``, ``X[1] = R``, decreasing to ``X[128] = 0``),
+    ``X**2`` and the fast-path ratios ``X[i + 1] / X[i]``."""
+    x = np.zeros(ZIG_LAYERS + 1)
+    f = math.exp(-0.5 * ZIG_R * ZIG_R)
+    x[0], x[1] = ZIG_V / f, ZIG_R
+    for i in range(2, ZIG_LAYERS):
+        x[i] = math.sqrt(-2.0 * math.log(ZIG_V / x[i - 1] + f))
+        f = math.exp(-0.5 * x[i] * x[i])
+    return x, x * x, x[1:] / x[:-1]
+
+
+ZIG_X, ZIG_X2, ZIG_RATIO = ziggurat_tables()
+_HALF_2_53 = np.int64(1 << 52)
+LN2_HI = 6.93147180369123816490e-01        # ln 2 with 32 trailing zero bits: n LN2_HI is exact
+LN2_LO = 1.90821492927058770002e-10
+INV_LN2 = 1.44269504088896338700e+00
+SQRT_HALF = 0.70710678118654752440
+#: log(m) = 2 s + s^3 T(s^2), s = (m - 1) / (m + 1): T's coefficients 2 / (2k + 3), highest first
+LOG_SERIES = tuple(2.0 / (2 * k + 3) for k in range(11, -1, -1))
+#: exp(r) for |r| <= ln(2) / 2: Taylor coefficients 1 / k!, highest first (k = 13 .. 0)
+EXP_SERIES = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))
+
+
+@njit(cache=True, inline="always")
+def horner(x, coefs):
+    """``coefs[0] x^n + ... + coefs[n]``, evaluated as ``p = p * x + c`` (the PyTorch path
+    evaluates the same sequence)."""
+    p = coefs[0]
+    for k in range(1, len(coefs)):
+        p = p * x + coefs[k]
+    return p
+
+
+@njit(cache=True)
+def plog(x):
+    """Natural log of a positive normal double from exact operations and a series (error below
+    two units in the last place): ``x = m 2**e`` with ``m`` in [sqrt(1/2), sqrt(2))."""
+    m, e = math.frexp(x)
+    if m < SQRT_HALF:
+        m = m * 2.0
+        e -= 1
+    f = m - 1.0
+    s = f / (2.0 + f)
+    s2 = s * s
+    return e * LN2_HI + (e * LN2_LO + (2.0 * s + s * s2 * horner(s2, LOG_SERIES)))
+
+
+@njit(cache=True)
+def pexp(t):
+    """``exp(t)`` for moderate ``t`` from exact operations and a series: ``t = n ln 2 + r``,
+    ``exp(t) = 2**n exp(r)``."""
+    n = math.floor(t * INV_LN2 + 0.5)
+    r = (t - n * LN2_HI) - n * LN2_LO
+    return math.ldexp(horner(r, EXP_SERIES), n)
+
+
+@njit(cache=True, inline="always")
+def extra_word(key, addr, j):
+    """The ``j``-th further word of the draw at ``addr`` (ziggurat rejections and tails)."""
+    return word(key, addr + (U64(j) << U64(56)))
+
+
+@njit(cache=True, inline="always")
+def signed_unit(w):
+    """A uniform in the open interval (-1, 1) from the high 53 bits of ``w``, exactly
+    ``(2 (w >> 11) - 2**53 + 1) 2**-53`` (symmetric about 0)."""
+    return float(2 * (np.int64(w >> U64(11)) - _HALF_2_53) + 1) * _TWO53
+
+
+@njit(cache=True)
+def normal_rejected(key, addr, w):
+    """The ziggurat's slow path, for a first word ``w`` that missed its layer's rectangle."""
+    j = 0
+    while True:
+        i = int(w & U64(ZIG_LAYERS - 1))
+        u = signed_unit(w)
+        if abs(u) < ZIG_RATIO[i]:
+            return u * ZIG_X[i]
+        if i == 0:                          # the tail beyond R (Marsaglia's method)
+            while True:
+                x = plog(unit(extra_word(key, addr, j + 1))) / ZIG_R
+                y = plog(unit(extra_word(key, addr, j + 2)))
+                j += 2
+                if -2.0 * y >= x * x:
+                    return x - ZIG_R if u < 0.0 else ZIG_R - x
+        x = u * ZIG_X[i]                    # a wedge: accept under the density
+        f0 = pexp(-0.5 * (ZIG_X2[i] - x * x))
+        f1 = pexp(-0.5 * (ZIG_X2[i + 1] - x * x))
+        if f1 + unit(extra_word(key, addr, j + 1)) * (f0 - f1) < 1.0:
+            return x
+        w = extra_word(key, addr, j + 2)
+        j += 2
+
+
+@njit(cache=True, inline="always")
+def normal(key, addr):
+    """A standard normal (float64) at address ``addr`` of generator ``key`` (the ziggurat; see
+    the section's notes)."""
+    w = word(key, addr)
+    i = int(w & U64(ZIG_LAYERS - 1))
+    u = signed_unit(w)
+    if abs(u) < ZIG_RATIO[i]:
+        return u * ZIG_X[i]
+    return normal_rejected(key, addr, w)
+
+
+@njit(cache=True)
+def normals_array(key, addr):
+    """``normal(key, a)`` for every address of ``addr`` (uint64 array); for tests and the
+    PyTorch path's checks."""
+    out = np.empty(addr.shape[0])
+    for i in range(addr.shape[0]):
+        out[i] = normal(U64(key), addr[i])
+    return out
+
+
+@njit(cache=True, inline="always")
+def noise_steps(s_fx, key, addr):
+    """Programming noise in fixed-point steps: ``rint(sigma/B FIX z)`` (``s_fx = sigma/B FIX``),
+    z the normal at ``addr``; 0 without noise (no random number is drawn)."""
+    if s_fx == 0.0:
+        return 0
+    return int(np.rint(s_fx * normal(key, addr)))
+
+
 # --- address layout of one training step ------------------------------------------------------
 
 
@@ -106,7 +266,8 @@ def step_layout(n0, n1, n2, n3, bl):
         ``(rows, err_u, err_tail, noise, reset, stride)``: the row streams of x, h1, h2
         (``ceil(BL / 4)`` words each), the first-one uniforms of the error streams (back-
         propagation: delta3, delta2; update: delta1, delta2, delta3), their tails, one word per
-        synapse for programming noise, one per synapse for a noisy reset.
+        synapse for programming noise, one per synapse for a noisy reset (the first word of a
+        normal; the ziggurat's rare further words lie at ``+ j 2**56``, see :func:`normal`).
     """
     wps = (bl + 3) // 4
     n_rows = n0 + n1 + n2
@@ -293,47 +454,59 @@ def affine(W, v, scale, out):
 
 
 @njit(cache=True, fastmath=_FM)
-def affine_levels(Ld, v, bias_in, scale, wide, out):
-    """Memristive layer: ``out[j] = scale (sum_i d[j, i] v[i] + d[j, n] bias_in)`` with
-    ``d = k+ - k-`` (whole levels) and whole-number signals ``v`` (signed stream counts). Every
-    partial sum is a whole number within the accumulator's exact range (float32 up to 2**24,
-    float64 when ``wide``; the caller decides from ``BL top (fan-in + 1)``), so the sum is exact
-    in any order."""
+def affine_levels(Ld, v, vi, bias_in, wide, out):
+    """Memristive layer, before scaling: ``out[j] = sum_i d[j, i] v[i] + d[j, n] bias_in``, with
+    ``d = K+ - K-`` the fixed-point weights (integers, :data:`FIX` per level) and whole-number
+    signals ``v`` (signed stream counts). Every partial sum is an integer within the
+    accumulator's exact range (int32, or float64 when ``wide``; the caller decides from
+    ``BL top FIX (fan-in + 1)``), so the sum is exact in any order. ``vi``: int16 work array
+    (the counts; int16 products summed in int32 compile to ``vpmaddwd``)."""
     n_out, m = Ld.shape
     n_in = m - 1
-    for j in range(n_out):
-        rd = Ld[j]
-        if wide:
+    if wide:
+        for j in range(n_out):
+            rd = Ld[j]
             acc = 0.0
             for i in range(n_in):
                 acc += float(rd[i]) * float(v[i])
-        else:
-            acc32 = np.float32(0.0)
-            for i in range(n_in):
-                acc32 += np.float32(rd[i]) * v[i]
-            acc = float(acc32)
-        out[j] = (acc + float(rd[n_in]) * bias_in) * scale
+            out[j] = acc + float(rd[n_in]) * bias_in
+        return
+    for i in range(n_in):
+        vi[i] = np.int16(v[i])
+    for j in range(n_out):
+        rd = Ld[j]
+        acc32 = np.int32(0)
+        for i in range(n_in):                   # int32 arithmetic (numba would widen to int64)
+            acc32 = np.int32(acc32 + np.int32(np.int32(rd[i]) * np.int32(vi[i])))
+        out[j] = float(acc32) + float(rd[n_in]) * bias_in
 
 
 @njit(cache=True)
-def back_levels(Ld, e, wide, out):
+def back_levels(Ld, e, wide, acc, out):
     """``out[i] = sum_j d[j, i] e[j]`` for whole-number signed counts ``e`` (exact, see
-    :func:`affine_levels`), skipping ``e[j] = 0``."""
+    :func:`affine_levels`), skipping ``e[j] = 0``; ``acc``: int32 work array."""
     n_out, m = Ld.shape
     n_in = m - 1
+    if wide:
+        for i in range(n_in):
+            out[i] = 0.0
+        for j in range(n_out):
+            ej = float(e[j])
+            if ej != 0.0:
+                rd = Ld[j]
+                for i in range(n_in):
+                    out[i] += float(rd[i]) * ej
+        return
     for i in range(n_in):
-        out[i] = 0.0
+        acc[i] = 0
     for j in range(n_out):
-        ej = e[j]
-        if ej == 0:
-            continue
-        rd = Ld[j]
-        if wide:
+        ej = np.int32(e[j])
+        if ej != 0:
+            rd = Ld[j]
             for i in range(n_in):
-                out[i] += float(rd[i]) * float(ej)
-        else:
-            for i in range(n_in):
-                out[i] += np.float32(rd[i]) * np.float32(ej)
+                acc[i] = np.int32(acc[i] + np.int32(np.int32(rd[i]) * ej))
+    for i in range(n_in):
+        out[i] = float(acc[i])
 
 
 @njit(cache=True)
@@ -472,19 +645,6 @@ def update_float(W, R, sr, D, act, n_act, sgn, B):
 
 
 @njit(cache=True)
-def rounded_noise(u, table, kmax):
-    """The programming noise rounded to whole levels, ``round(sigma z / B)``, for a uniform
-    ``u``, by inverting its exact distribution: ``table[kmax + k] = P(round(sigma z / B) < k)``
-    for ``k = -kmax .. kmax + 1`` (0 and 1 at the ends)."""
-    k = 0
-    while k > -kmax and u < table[kmax + k]:
-        k -= 1
-    while k < kmax and u >= table[kmax + k + 1]:
-        k += 1
-    return k
-
-
-@njit(cache=True)
 def bit_planes(R, n_in, bl, planes):
     """Transpose row streams: ``planes[t, w]`` bit ``b`` = bit ``t`` of row stream
     ``64 w + b``."""
@@ -580,85 +740,106 @@ def coincidence_events(R, sr, D, act, n_act, sgn, n_in, bl, planes, cnt, union, 
 
 
 @njit(cache=True)
-def program_events(Fp, Fm, Fd, ev_i, ev_c, ne, top, key, addr0, table, kmax, ev_u, ev_k):
-    """One programming event per nonzero count ``n`` (see :func:`coincidence_events`): the
-    device (``G+`` if the weight must rise, else ``G-``) moves by ``max(0, n + round(sigma z /
-    B))`` levels and saturates at ``top``; the programming noise of synapse ``s`` comes from
-    word ``addr0 + s``. ``Fp``, ``Fm``, ``Fd``: the layer's ``k+``, ``k-`` and ``k+ - k-``,
-    flat."""
-    for e in range(ne):
-        ev_k[e] = 0
-    if kmax > 0:
-        for e in range(ne):
-            ev_u[e] = unit(word(key, addr0 + U64(ev_i[e])))
-        if kmax <= 16:                 # the noise's inverse distribution, without branches
-            for e in range(ne):
-                ev_k[e] = -kmax
-            for t in range(1, 2 * kmax + 1):
-                level = table[t]
-                for e in range(ne):
-                    ev_k[e] += ev_u[e] >= level
-        else:
-            for e in range(ne):
-                ev_k[e] = rounded_noise(ev_u[e], table, kmax)
+def program_events(Fp, Fm, Fd, ev_i, ev_c, ne, top, key, addr0, s_fx):
+    """One programming event per nonzero count ``n`` (see :func:`coincidence_events`) on the
+    device that must rise (``G+`` if the weight must rise, else ``G-``), in fixed point:
+    ``K_f = min(top, K_i + max(0, n FIX + rint(s_fx z)))``, ``s_fx = sigma/B FIX``, ``z`` the
+    standard normal at word ``addr0 + s`` for synapse ``s``. A negative total move leaves the
+    device where it is (unidirectional). ``Fp``, ``Fm``, ``Fd``: the layer's ``K+``, ``K-`` and
+    ``K+ - K-``, flat; ``top``: ``(levels - 1) FIX``."""
     for e in range(ne):
         c = ev_c[e]
-        step = max(0, abs(c) + ev_k[e])
-        up = 1 if c > 0 else 0
         s = ev_i[e]
-        p = int(Fp[s])
-        q = int(Fm[s])
-        p2 = min(top, p + step * up)
-        q2 = min(top, q + step * (1 - up))
-        Fp[s] = p2
-        Fm[s] = q2
-        Fd[s] = int(Fd[s]) + (p2 - p) - (q2 - q)
+        step = abs(c) * FIX + noise_steps(s_fx, key, addr0 + U64(s))
+        if step <= 0:
+            continue
+        if c > 0:
+            p = int(Fp[s])
+            p2 = min(top, p + step)
+            Fp[s] = p2
+            Fd[s] = int(Fd[s]) + (p2 - p)
+        else:
+            q = int(Fm[s])
+            q2 = min(top, q + step)
+            Fm[s] = q2
+            Fd[s] = int(Fd[s]) - (q2 - q)
+
+
+#: Synapses per chunk of a noisy reset (normals first, then the state update, vectorized).
+RESET_CHUNK = 512
 
 
 @njit(cache=True)
-def reset_levels(Fp, Fm, Fd, top, noisy, key, addr0, table, kmax):
-    """The reset: both devices to G_min, the weight ``d = k+ - k-`` re-programmed onto ``G+``
-    (d > 0) or ``G-`` (d < 0), exactly, or as a noisy programming event of ``|d|`` levels
-    (synapse ``s``'s noise from word ``addr0 + s``)."""
-    if not noisy:
-        for i in range(Fp.shape[0]):
+def _reset_magnitudes(Fd, lo, m, top, s_fx, z, mag):
+    """``mag[t] = min(top, max(0, |d| + rint(s_fx z[t])))`` for synapse ``lo + t`` (0 where
+    ``d = 0``), in int32 (vectorizes)."""
+    zero = np.int32(0)
+    for t in range(m):
+        d = np.int32(Fd[lo + t])
+        a = d if d >= zero else -d
+        v = np.int32(a + np.int32(np.rint(s_fx * z[t])))
+        v = min(np.int32(top), max(zero, v))
+        mag[t] = v if d != zero else zero
+
+
+@njit(cache=True)
+def _place_magnitudes(Fp, Fm, Fd, lo, m, mag):
+    """Both devices of synapse ``lo + t`` from ``mag[t]``: on ``G+`` if its weight is positive,
+    else on ``G-``."""
+    for t in range(m):
+        d = Fd[lo + t]
+        g = mag[t]
+        Fp[lo + t] = g if d > 0 else 0
+        Fm[lo + t] = g if d < 0 else 0
+    for t in range(m):
+        d = Fd[lo + t]
+        Fd[lo + t] = mag[t] if d > 0 else -mag[t]
+
+
+@njit(cache=True)
+def reset_levels(Fp, Fm, Fd, top, noisy, key, addr0, s_fx):
+    """The reset: both devices to G_min, the weight ``d = K+ - K-`` re-programmed onto ``G+``
+    (d > 0) or ``G-`` (d < 0), exactly, or, when ``noisy``, as a programming event of the same
+    write model: ``|d|`` plus the noise of word ``addr0 + s`` (synapse ``s``), clipped to
+    ``[0, top]``. A synapse with ``d = 0`` is not programmed (its noise is drawn and unused)."""
+    n = Fp.shape[0]
+    if not noisy or s_fx == 0.0:
+        for i in range(n):
             d = Fd[i]
             Fp[i] = d if d > 0 else 0
             Fm[i] = -d if d < 0 else 0
         return
-    for i in range(Fp.shape[0]):
-        d = int(Fd[i])
-        if d == 0:
-            Fp[i] = 0
-            Fm[i] = 0
-            continue
-        mag = abs(d)
-        if kmax > 0:
-            mag = min(top, max(0, mag + rounded_noise(unit(word(key, addr0 + U64(i))), table,
-                                                      kmax)))
-        Fp[i] = mag if d > 0 else 0
-        Fm[i] = mag if d < 0 else 0
-        Fd[i] = mag if d > 0 else -mag
+    z = np.empty(RESET_CHUNK)
+    mag = np.empty(RESET_CHUNK, np.int32)
+    for lo in range(0, n, RESET_CHUNK):
+        m = min(RESET_CHUNK, n - lo)
+        for t in range(m):
+            z[t] = normal(key, addr0 + U64(lo + t))
+        _reset_magnitudes(Fd, lo, m, top, s_fx, z, mag)
+        _place_magnitudes(Fp, Fm, Fd, lo, m, mag)
 
 
 @njit(cache=True)
-def program_layer(Fp, Fm, Fd, R, sr, D, act, n_act, sgn, n_in, bl, top, key, addr0, table, kmax,
-                  work):
+def program_layer(Fp, Fm, Fd, R, sr, D, act, n_act, sgn, n_in, bl, top, key, addr0, s_fx, work):
     """A memristive layer's update: its coincidence events (:func:`coincidence_events`), each
     a programming event (:func:`program_events`). Returns the number of events."""
-    planes, cnt, union, ev_i, ev_c, ev_u, ev_k = work
+    planes, cnt, union, ev_i, ev_c = work
     ne = coincidence_events(R, sr, D, act, n_act, sgn, n_in, bl, planes, cnt, union, ev_i, ev_c)
-    program_events(Fp, Fm, Fd, ev_i, ev_c, ne, top, key, addr0, table, kmax, ev_u, ev_k)
+    program_events(Fp, Fm, Fd, ev_i, ev_c, ne, top, key, addr0, s_fx)
     return ne
 
 
 @njit(cache=True)
-def forward_layer(mem, W, L, counts, bl, bw, inv, wide, out):
+def forward_layer(mem, W, L, counts, vi, bl, bw, inv, wide, out):
     """A layer's pre-activations from its inputs' signed stream counts: through floating-point
-    weights ``W``, or, when ``mem``, through levels ``L`` (``w = B_w (k+ - k-)``); the bias row's
-    stream is all ones."""
+    weights ``W``, or, when ``mem``, through fixed-point states ``L`` (``w = bw (K+ - K-)``,
+    ``bw = B_w / FIX``; the exact sum, then one product by ``bw / BL``); the bias row's stream
+    is all ones."""
     if mem:
-        affine_levels(L, counts, bl, bw * inv, wide, out)
+        affine_levels(L, counts, vi, bl, wide, out)
+        scale = bw * inv
+        for j in range(out.shape[0]):
+            out[j] = out[j] * scale
     else:
         affine(W, counts, inv, out)
 
@@ -677,16 +858,16 @@ def hidden_streams(h, f, key, addr, bl, H, c):
 
 
 @njit(cache=True)
-def back_errors(mem, W, L, counts, bw, inv, wide, h, f32, e32, out):
+def back_errors(mem, W, L, counts, bw, inv, wide, h, f32, e32, acc, out):
     """Back-propagation through one layer: ``out[i] = (sum_j w_ji count_j / BL) h_i (1 - h_i)``
     from the signed error counts ``count_j``, through floating-point weights ``W`` or, when
-    ``mem``, through levels ``L`` (``w = B_w (k+ - k-)``, an exact whole-number sum)."""
+    ``mem``, through fixed-point states ``L`` (``w = bw (K+ - K-)``, an exact integer sum)."""
     n_out = counts.shape[0]
     n_in = h.shape[0]
     for j in range(n_out):
         e32[j] = np.float32(counts[j])
     if mem:
-        back_levels(L, e32[:n_out], wide, out)
+        back_levels(L, e32[:n_out], wide, acc, out)
         sc = bw * inv
     else:
         back_float(W, e32[:n_out], f32)
@@ -701,16 +882,17 @@ def back_errors(mem, W, L, counts, bw, inv, wide, h, f32, e32, out):
 
 
 @njit(cache=True)
-def sto_step(mem, W1, W2, W3, Lp, Lm, Ld, x, y, bl, key, base, B, gains, bw, top, table, kmax,
-             wide, s):
+def sto_step(mem, W1, W2, W3, Lp, Lm, Ld, x, y, bl, key, base, B, gains, bw, top, s_fx, wide,
+             s):
     """One training step of a stochastic network on input ``x`` (signed, sign-magnitude
     streams) with label ``y``: floating-point weights ``W1..W3``, or, when ``mem``, memristive
-    levels ``Lp``, ``Lm``, ``Ld`` (``k+``, ``k-``, ``k+ - k-``: the network's three layers,
-    flat). Random words at ``base`` plus the offsets of :func:`step_layout`. Returns
+    fixed-point states ``Lp``, ``Lm``, ``Ld`` (``K+``, ``K-``, ``K+ - K-``: the network's three
+    layers, flat; ``bw = B_w / FIX`` per layer, ``top = (levels - 1) FIX``, ``s_fx = sigma/B
+    FIX``). Random words at ``base`` plus the offsets of :func:`step_layout`. Returns
     (misclassified, programming events)."""
     (h1, h2, z3, d1, d2, d3, sx, mx, vx, c0, c1, c2, X, H1, H2, D1, D2, D3, Dw, s1, s2, s3,
-     k1, k2, k3, a1, a2, a3, fb, tb, f1, f2, ones, planes, cnt, union, ev_i, ev_c, ev_u,
-     ev_k, qw, uw, cw) = s
+     k1, k2, k3, a1, a2, a3, fb, tb, f1, f2, ones, planes, cnt, union, ev_i, ev_c, vi, ia,
+     qw, uw, cw) = s
     n0 = x.shape[0]
     n1 = h1.shape[0]
     n2 = h2.shape[0]
@@ -731,20 +913,20 @@ def sto_step(mem, W1, W2, W3, Lp, Lm, Ld, x, y, bl, key, base, B, gains, bw, top
     row_streams(mx, key, base + U64(o_rows), bl, X, c0)
     for i in range(n0):
         vx[i] = sx[i] * np.float32(c0[i])
-    forward_layer(mem, W1, L1, vx, bl, bw[0], inv, wide, h1)
+    forward_layer(mem, W1, L1, vx, vi, bl, bw[0], inv, wide, h1)
     hidden_streams(h1, f1, key, base + U64(o_rows + n0 * wps), bl, H1, c1)
-    forward_layer(mem, W2, L2, f1[:n1], bl, bw[1], inv, wide, h2)
+    forward_layer(mem, W2, L2, f1[:n1], vi, bl, bw[1], inv, wide, h2)
     hidden_streams(h2, f2, key, base + U64(o_rows + (n0 + n1) * wps), bl, H2, c2)
-    forward_layer(mem, W3, L3, f2[:n2], bl, bw[2], inv, wide, z3)
+    forward_layer(mem, W3, L3, f2[:n2], vi, bl, bw[2], inv, wide, z3)
     best = softmax_error(z3, y, d3)
     # back-propagation: sign-magnitude streams of |delta|; the layer below reads their signed
     # counts over BL through the transposed array; the sigmoid's derivative in the periphery
     error_streams(d3, 1.0, key, base + U64(o_eu), base + U64(o_et), bl, Dw, s3, k3, a3, fb, tb,
                   qw, uw, cw)
-    back_errors(mem, W3, L3, k3, bw[2], inv, wide, h2, f1, f2, d2)
+    back_errors(mem, W3, L3, k3, bw[2], inv, wide, h2, f1, f2, ia, d2)
     error_streams(d2, 1.0, key, base + U64(o_eu + n3), base + U64(o_et + n3 * wps), bl, Dw, s2,
                   k2, a2, fb, tb, qw, uw, cw)
-    back_errors(mem, W2, L2, k2, bw[1], inv, wide, h1, f1, f2, d1)
+    back_errors(mem, W2, L2, k2, bw[1], inv, wide, h1, f1, f2, ia, d1)
     # update, eq. (4): the row streams (the forward pulses) meet error streams of
     # min(1, C |delta_j|); the counts are popcount(row AND column), exact
     eu = o_eu + n3 + n2
@@ -758,14 +940,14 @@ def sto_step(mem, W1, W2, W3, Lp, Lm, Ld, x, y, bl, key, base, B, gains, bw, top
                          uw, cw)
     events = 0
     if mem:
-        work = (planes, cnt, union, ev_i, ev_c, ev_u, ev_k)
+        work = (planes, cnt, union, ev_i, ev_c)
         nz = base + U64(o_noise)
         for lo, hi, R, sr, D, act, n_act, sgn, n_in in (
                 (0, q1, X, sx, D1, a1, n_a1, s1, n0),
                 (q1, q1 + q2, H1, ones, D2, a2, n_a2, s2, n1),
                 (q1 + q2, q1 + q2 + q3, H2, ones, D3, a3, n_a3, s3, n2)):
             events += program_layer(Lp[lo:hi], Lm[lo:hi], Ld[lo:hi], R, sr, D, act, n_act, sgn,
-                                    n_in, bl, top, key, nz + U64(lo), table, kmax, work)
+                                    n_in, bl, top, key, nz + U64(lo), s_fx, work)
     else:
         update_float(W1, X, sx, D1, a1, n_a1, s1, B)
         update_float(W2, H1, ones, D2, a2, n_a2, s2, B)
@@ -795,8 +977,8 @@ def scratch(n0, n1, n2, n3, bl):
             np.ones(max(n1, n2), f4),
             np.zeros((64 * nw, (nm + 63) // 64), u8), np.zeros(nm, i8),
             np.zeros((nm + 63) // 64, u8),
-            np.zeros(n_syn, i8), np.zeros(n_syn, i8), np.zeros(n_syn, f8),
-            np.zeros(n_syn, i8), np.zeros(nm, f8), np.zeros(nm, f8), np.zeros((nw, nm), u8))
+            np.zeros(n_syn, i8), np.zeros(n_syn, i8), np.zeros(nm, np.int16), np.zeros(nm, i4),
+            np.zeros(nm, f8), np.zeros(nm, f8), np.zeros((nw, nm), u8))
 
 
 # --- the driver --------------------------------------------------------------------------------
@@ -804,12 +986,12 @@ def scratch(n0, n1, n2, n3, bl):
 
 @njit(cache=True)
 def train_network(x, y, order, step0, kind, bl, key, eta, B, gains, bw, top, reset_every,
-                  reset_noise, table, kmax, W, Fp, Fm, Fd, n1, n2, n3, wide):
+                  reset_noise, s_fx, W, Fp, Fm, Fd, n1, n2, n3, wide):
     """Train one network on images ``order`` of ``x`` (its inputs, (N, n0)) with labels ``y``,
     one image at a time; the first image is step ``step0 + 1``. Floating-point weights in ``W``,
-    memristive levels ``k+``, ``k-``, ``k+ - k-`` in ``Fp``, ``Fm``, ``Fd`` (layers 1 to 3, each
-    (outputs, inputs + 1), bias last, flat). Returns (misclassified images, programming
-    events)."""
+    memristive fixed-point states ``K+``, ``K-``, ``K+ - K-`` in ``Fp``, ``Fm``, ``Fd`` (layers
+    1 to 3, each (outputs, inputs + 1), bias last, flat; see :func:`sto_step`). Returns
+    (misclassified images, programming events)."""
     n0 = x.shape[1]
     q1, q2, q3 = n1 * (n0 + 1), n2 * (n1 + 1), n3 * (n2 + 1)
     W1 = W[:q1].reshape((n1, n0 + 1))
@@ -831,10 +1013,9 @@ def train_network(x, y, order, step0, kind, bl, key, eta, B, gains, bw, top, res
         step = step0 + m + 1
         base = U64(step) * U64(layout[5])
         w, ev = sto_step(mem, W1, W2, W3, Fp, Fm, Fd, x[i], y[i], bl, key, base, B, gains, bw,
-                         top, table, kmax, wide, ss)
+                         top, s_fx, wide, ss)
         wrong += w
         events += ev
         if mem and reset_every > 0 and step % reset_every == 0:
-            reset_levels(Fp, Fm, Fd, top, reset_noise != 0, key, base + U64(layout[4]), table,
-                         kmax)
+            reset_levels(Fp, Fm, Fd, top, reset_noise != 0, key, base + U64(layout[4]), s_fx)
     return wrong, events

@@ -97,7 +97,7 @@ def test_perturbation_statistics_match_sigma_and_shift(sigma, shift, fold):
     bars = analog.Crossbars(model, fold)
     before = [p.detach().clone() for _, p, _ in bars.params]
     ranges = {id(m): [float(t) for t in analog.folding_scale(m, fold)] for m in bars.layers}
-    noise = analog.GaussianPerturbation(sigma, shift)
+    noise = analog.GaussianPerturbation(sigma, shift, "single")  # an offset per entry
     bars.perturb(noise, torch.Generator().manual_seed(3))
     for (layer, p, kind), p0 in zip(bars.params, before):
         s, rng = ranges[id(layer)]  # the range mapped from the unperturbed weights
@@ -113,6 +113,76 @@ def test_perturbation_statistics_match_sigma_and_shift(sigma, shift, fold):
     bars.restore()
     for (_, p, _), p0 in zip(bars.params, before):
         assert torch.equal(p.detach(), p0)  # restored exactly
+
+
+@pytest.mark.parametrize("sigma,shift", [(0.0, 0.04), (0.1, 0.02), (0.1, -0.03)])
+def test_a_drift_on_differential_pairs_is_a_gain(sigma, shift):
+    """Fig. 2's pair W~ = G+ - G-: a drift common to both devices cancels; a drift in
+    proportion to each device's conductance scales the stored number, (1 + shift)(W~ + nu)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(300, 200), nn.ReLU(), nn.Linear(200, 10))
+    bars = analog.Crossbars(model)
+    before = [p.detach().clone() for _, p, _ in bars.params]
+    ranges = {id(m): [float(t) for t in analog.folding_scale(m)] for m in bars.layers}
+    bars.perturb(analog.GaussianPerturbation(sigma, shift), torch.Generator().manual_seed(3))
+    for (layer, p, kind), p0 in zip(bars.params, before):
+        s, rng = ranges[id(layer)]  # mapped from the unperturbed weights
+        scale = rng * (1.0 if kind == "weight" else s)
+        nu = (p.detach() / (1 + shift) - p0).flatten().double() / scale
+        if sigma == 0:
+            torch.testing.assert_close(p.detach(), p0 * (1 + shift))
+        elif nu.numel() > 1000:
+            assert abs(float(nu.mean())) <= 4 * sigma / math.sqrt(nu.numel())
+            assert abs(float(nu.std()) - sigma) <= 4 * sigma / math.sqrt(2 * nu.numel())
+    bars.restore()
+    for (_, p, _), p0 in zip(bars.params, before):
+        assert torch.equal(p.detach(), p0)
+    # a common additive drift of both devices cancels in G+ - G-: the gain model has no
+    # offset, so a network's output on pairs moves only through the gain
+    with pytest.raises(ParameterError, match="shift_model"):
+        analog.GaussianPerturbation(0.1, 0.02, "triple")
+    with pytest.raises(ParameterError, match="> -1"):
+        analog.GaussianPerturbation(0.1, -1.0)
+
+
+@pytest.mark.parametrize("mode", training.BATCH_NORM_MODES)
+def test_batch_norm_in_perturbed_passes(mode):
+    """``clean``: the perturbed passes normalize with the clean network's batch statistics and
+    the running statistics move once per step, from the clean pass; ``perturbed``: batch
+    statistics of each perturbed pass, the running statistics moved L times under noise."""
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 20), torch.randint(0, 4, (64,))
+
+    def net():
+        torch.manual_seed(1)
+        return nn.Sequential(nn.Linear(20, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 4))
+
+    model = net()
+    step = training.Step(model, torch.optim.SGD(model.parameters(), lr=0.0),
+                         AnalogCrossbar(analog.GaussianPerturbation(0.5)),
+                         training.HASGD(3, batch_norm=mode),
+                         generator=torch.Generator().manual_seed(2))
+    seen = []
+    model[1].register_forward_hook(lambda m, i, o: seen.append((m.training, o.detach())))
+    step(x, y)
+    assert model[1].training  # the mode is restored
+    ref = net()
+    with torch.no_grad():
+        ref(x)  # one clean pass in training mode: the clean running statistics
+    clean_mean, clean_var = ref[1].running_mean, ref[1].running_var
+    same = torch.allclose(model[1].running_mean, clean_mean) and torch.allclose(
+        model[1].running_var, clean_var)
+    assert same == (mode == "clean")
+    if mode == "clean":
+        assert [t for t, _ in seen] == [True, False, False, False]  # clean pass, then L = 3
+        # each perturbed pass normalized with the clean batch statistics: its output's batch
+        # mean is not zero (it would be, in training mode, with the perturbed statistics)
+        assert all(float(o.mean(0).abs().max()) > 1e-3 for _, o in seen[1:])
+    else:
+        assert [t for t, _ in seen] == [True, True, True]
+        assert all(float(o.mean(0).abs().max()) < 1e-4 for _, o in seen)
+    with pytest.raises(ParameterError, match="batch_norm"):
+        training.HASGD(1, batch_norm="frozen")
 
 
 def test_instances_are_reproducible_and_distinct():
@@ -328,6 +398,23 @@ def test_random_crop_flip_is_a_crop_of_the_padded_image():
         assert found
 
 
+def test_random_crop_flip_pads_normalized_images_with_black():
+    """Padding of normalized images is a black pixel (-mean/std), as torchvision's RandomCrop
+    pads pixel values with 0; 0 would be the mean pixel."""
+    from hwlib.data import black, normalize
+
+    x = torch.rand(64, 3, 8, 8)
+    out = random_crop_flip(normalize(x, "cifar10"), torch.Generator().manual_seed(1), pad=4,
+                           fill=black("cifar10"))
+    zero = normalize(torch.zeros(1, 3, 1, 1), "cifar10").view(3)
+    assert torch.allclose(torch.tensor(black("cifar10")), zero)
+    border = out[:, :, 0, :]  # at least one padded row in most crops
+    padded = torch.isclose(border, zero.view(1, 3, 1).expand_as(border)).all(1)
+    assert padded.any()
+    with pytest.raises(ParameterError, match="fill: 1 values for 3 channels"):
+        random_crop_flip(x, torch.Generator(), fill=(0.0,))
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 
@@ -371,8 +458,9 @@ def _params(**over):
 
     base = dict(dataset="fashion_mnist", network="mlp", hidden_widths=[16], wrn_depth=10,
                 wrn_width=1, epochs=2, n_train=512, batch_size=64, optimizer="adam",
-                lr=3e-3, weight_decay=0.0, augment=False, fold="range",
-                curve_images=128, curve_instances=2, seed=0)
+                lr=3e-3, weight_decay=0.0, augment=False, fold="range", batch_norm="clean",
+                precision="fp32", channels_last=False, curve_images=128, curve_instances=2,
+                seed=0)
     base.update(over)
     return SimpleNamespace(**base)
 
@@ -456,7 +544,8 @@ def test_chapter_profiles_are_valid_knobs(profile):
     assert set(settings) == set(CHAPTER_PROFILES["hasgd"]["book"])
     for name, value in settings.items():
         check_param(name, value, chapter="hasgd")
-    assert set(X.TRAIN_KNOBS) - {"seed", "n_train"} <= set(settings)
+    shared = {"seed", "n_train", "precision", "channels_last"}  # the shared profiles' settings
+    assert set(X.TRAIN_KNOBS) - shared <= set(settings)
 
 
 def test_small_cnn_trains_on_crossbars():

@@ -8,11 +8,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hwlib"
 #: The layers, bottom up: a module may import from its own layer and the ones below.
-LAYERS = {"study": 0, "errors": 0, "data": 0, "hardware": 1, "models": 2, "methods": 3,
-          "chapters": 4}
-#: Aggregators on top: the public API and its presets, the command line, the simulator that
-#: the memristive chapter consumes (moved under chapters with it).
-TOP = {"hwlib", "hwlib.presets", "hwlib.__main__"}
+LAYERS = {"study": 0, "errors": 0, "data": 0, "hardware": 1, "presets": 1, "models": 2,
+          "methods": 3, "chapters": 4}
+#: Aggregators on top: the public API and the command line.
+TOP = {"hwlib", "hwlib.__main__"}
 
 
 def _modules() -> dict[str, Path]:

@@ -132,6 +132,44 @@ def test_fault_rates_are_binomial(p, signed):
     assert (fmap.index[1:] > fmap.index[:-1]).all() and int(fmap.index[-1]) < n
 
 
+@pytest.mark.parametrize("model,signed", [("bm", True), ("bm", False), ("erasure", True)])
+def test_fault_maps_of_one_seed_are_nested(model, signed):
+    """One uniform number per bit cell: a fault at p is a fault at every p' > p (the same
+    value, the same bit), and each map keeps the binomial rate."""
+    n = 100_000
+    rates = [1e-4, 3e-4, 0.002, 0.0155, 0.0157, 0.05, 0.2, 0.26, 0.6]
+    prev = None
+    for p in rates:
+        fmap = mf.FaultMap.sample(n, p, model, signed, seed=42)
+        cells = n if model == "erasure" else n * (8 if signed else 7)
+        assert _within(fmap.n_faulty_cells, cells, p), p
+        if prev is not None:
+            pos = torch.searchsorted(fmap.index, prev.index)
+            assert bool((fmap.index[pos] == prev.index).all()), p  # every faulty value stays
+            old, new = prev.faults.long(), fmap.faults.long()[pos]
+            assert bool(((old & new) == old).all()), p  # and keeps its faulty bits
+        prev = fmap
+    # another seed: another chip
+    other = mf.FaultMap.sample(n, 0.05, model, signed, seed=43)
+    assert not torch.equal(other.index, mf.FaultMap.sample(n, 0.05, model, signed,
+                                                           seed=42).index)
+
+
+def test_nested_cells_are_independent_uniform_per_cell():
+    """Across many seeds, a fixed cell is faulty at p with probability p, and its faults at
+    two rates are nested: P(faulty at p1 and at p2) = min(p1, p2)."""
+    hits = {0.01: 0, 0.2: 0, "both": 0}
+    seeds = 1_500
+    for s in range(seeds):
+        a = mf.nested_faulty_cells(64, 0.01, s)
+        b = mf.nested_faulty_cells(64, 0.2, s)
+        hits[0.01] += int((a == 5).any())
+        hits[0.2] += int((b == 5).any())
+        hits["both"] += int((a == 5).any() and (b == 5).any())
+    assert _within(hits[0.01], seeds, 0.01) and _within(hits[0.2], seeds, 0.2)
+    assert hits["both"] == hits[0.01]
+
+
 @pytest.mark.parametrize("p_e", [0.001, 0.05, 0.5])
 def test_erasure_rate_is_binomial(p_e):
     n = 500_000
@@ -347,7 +385,7 @@ def test_paper_path_on_synthetic_cifar10(tmp_path, monkeypatch):
     S = hwlib.setup("paper", chapter="memory_faults", dataset=None, width_f=0.0625, epochs=1,
                     n_train=None, n_test=None, batch_size=8, lr=None, momentum=None,
                     weight_decay=None, augment=None, seed=0, torch_device="cpu", reg_init=None,
-                    reg_epochs=1, reg_lr=0.01)
+                    reg_epochs=1, reg_lr=0.01, precision=None, channels_last=None)
     assert S.p.dataset == "cifar10" and S.p.augment is True
     cfg = study.train_config(S.p, "preactresnet18", 0.5, reg_pe=0.02)
     entry = study.run_training(S, [cfg])[0]
@@ -403,6 +441,13 @@ def test_training_is_deterministic():
     (lambda: cm.build("resnet18", width=0), "width=0: must be a float > 0"),
     (lambda: study.check_train_config({"arch": "resnet18"}), "training config lacks"),
     (lambda: study.bm_code_moments(7), "p=7"),
+    (lambda: mf.FaultMap.sample(-5, 0.1), "numel=-5: must be an int >= 0"),
+    (lambda: mf.FaultMap.sample(-5, 0.1, "erasure", seed=3), "numel=-5"),
+    (lambda: mf.bit_masking_codes(torch.tensor([200]), torch.tensor([1])),
+     "q: values in [200, 200]; an 8-bit code must lie in [-128, 127]"),
+    (lambda: mf.bit_masking_codes(torch.tensor([3]), torch.tensor([256])),
+     "faults: values in [256, 256]; an 8-bit fault mask must lie in [0, 255]"),
+    (lambda: mf.nested_faulty_cells(-1, 0.1, 0), "n_cells=-1"),
 ])
 def test_bad_input_one_line(call, needle):
     with pytest.raises(ParameterError) as err:
@@ -414,3 +459,35 @@ def test_fault_map_size_mismatch():
     fmap = mf.FaultMap.sample(10, 0.5)
     with pytest.raises(ParameterError, match="the map covers 10"):
         fmap.apply(torch.ones(11))
+
+
+def test_calibrated_activation_scales_fix_the_step_and_saturate():
+    """Fixed activation scales (calibrated on training images): s = max|a| / 127 per site;
+    values beyond 127 s saturate; a faulty value is masked on the fixed step's code."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 20), torch.nn.ReLU(), torch.nn.Linear(20, 5),
+                                torch.nn.ReLU())
+    xc = torch.randn(200, 10)
+    scales = mf.calibrate_activation_scales(model, xc)
+    with torch.no_grad():
+        h = model[1](model[0](xc))
+    assert len(scales) == 2 and scales[0] == pytest.approx(float(h.max()) / 127)
+    a = torch.tensor([[0.0, 50.0 * scales[0] * 127, 10.3 * scales[0]]])
+    clean_map = mf.FaultMap(3, torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.uint8),
+                            "bm", False)
+    out = clean_map.apply_per_sample(a.clone(), scales[0])
+    assert float(out[0, 1]) == pytest.approx(127 * scales[0])  # saturated
+    assert float(out[0, 2]) == pytest.approx(10.3 * scales[0])  # not quantized without a fault
+    faulty = mf.FaultMap(3, torch.tensor([2]), torch.tensor([0b1000], dtype=torch.uint8), "bm",
+                         False)
+    out = faulty.apply_per_sample(a.clone(), scales[0])
+    assert float(out[0, 2]) == pytest.approx((10.3 - 8) * scales[0], rel=1e-5)  # code 10 & ~8
+    hw = mf.SRAMFaults(model="bm", rate=0.05, activation_scales=scales)
+    assert hw.config()["activation_scales"] == list(scales)
+    with pytest.raises(ParameterError, match="activation_scales"):
+        mf.SRAMFaults(model="bm", rate=0.05, activation_scales=(0.0, 1.0))
+    x = torch.randn(64, 10)
+    y = torch.randint(0, 5, (64,))
+    from hwlib.methods.evaluation import accuracy_on_chips
+    a1 = accuracy_on_chips(model, hw, x, y, [1, 2], 32)
+    assert a1.shape == (2,) and np.isfinite(a1).all()

@@ -187,25 +187,66 @@ def test_kernel_error_streams_patterns_and_exact_skip():
     assert np.array_equal(np.sort(act[:act_n]), formula)
 
 
-def test_rounded_noise_table_is_the_rounded_gaussian():
-    """The simulator draws round(sigma z / B) by inverting its exact distribution: Monte Carlo
-    of that against the device model's own rounding (memristor.program)."""
-    for s in (0.1, 0.5, 1.0, 3.0):
-        table, kmax = sd.noise_table(s)
-        u = np.random.default_rng(1).random(200_000)
-        k = np.array([kern.rounded_noise(v, table, kmax) for v in u[:2000]])
-        kk = torch.searchsorted(torch.from_numpy(table), torch.from_numpy(u), right=True) - 1 \
-            - kmax
-        assert np.array_equal(k, kk.numpy()[:2000])              # walk == search (torch path)
-        z = torch.randn(200_000, generator=torch.Generator().manual_seed(2),
-                        dtype=torch.float64)
-        ref = mr.program(torch.zeros_like(z), torch.full_like(z, 40.0), s, z, 10 ** 6) - 40
-        for v in range(-2, 3):
-            p_a, p_b = float((kk == v).double().mean()), float((ref == v).double().mean())
-            assert abs(p_a - p_b) <= 5 * math.sqrt(max(p_b, 1e-6) / 200_000) + 2e-5, (s, v)
+def _phi_sf(x):
+    """P(Z > x) for a standard normal Z."""
+    return 0.5 * math.erfc(x / math.sqrt(2))
+
+
+def test_normals_same_in_kernels_and_torch_and_standard_normal():
+    """The programming noise's normals: the compiled ziggurat and its PyTorch twin give the same
+    doubles (wedges and the tail beyond R included); their distribution is N(0, 1): moments,
+    Kolmogorov-Smirnov and tail frequencies within 5 standard errors."""
+    from scipy import stats
+
+    n = 1_000_000
+    addr = (np.arange(n, dtype=np.uint64) * U64(13) + U64(2 ** 40))
+    z = kern.normals_array(U64(2024), addr)
+    zt = sd.torch_normals(2024, torch.from_numpy(addr.view(np.int64))).numpy()
+    assert np.array_equal(z, zt)
+    assert np.sum(np.abs(z) > kern.ZIG_R) > 300           # the tail path ran
+    se = 1 / math.sqrt(n)
+    assert abs(z.mean()) <= 5 * se
+    assert abs(z.std() - 1) <= 5 * se / math.sqrt(2)
+    assert stats.kstest(z, "norm").pvalue > 1e-4
+    for t in (1.0, 2.0, kern.ZIG_R, 4.0):
+        p = 2 * _phi_sf(t)
+        assert abs(np.mean(np.abs(z) > t) - p) <= 5 * math.sqrt(p * (1 - p) / n), t
+    assert len(set(np.round(z[:10_000], 12))) == 10_000     # continuous: no repeated values
+
+
+def test_exact_log_and_exp_same_in_kernels_and_torch():
+    """The ziggurat's log and exp use exact operations and series only: the same doubles in
+    both paths (library log and exp differ in the last bit), within 2 ulp of numpy's."""
+    from numba import njit
+
+    @njit
+    def both(x, t):
+        a, b = np.empty_like(x), np.empty_like(t)
+        for i in range(x.shape[0]):
+            a[i], b[i] = kern.plog(x[i]), kern.pexp(t[i])
+        return a, b
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.random(100_000), 2.0 ** -rng.uniform(0, 54, 1000), [0.5, 1.0]])
+    t = -rng.random(x.size) * 8
+    lg, ex = both(x, t)
+    assert np.array_equal(lg, sd.torch_log(torch.from_numpy(x)).numpy())
+    assert np.array_equal(ex, sd.torch_exp(torch.from_numpy(t)).numpy())
+    ok = x != 1.0
+    assert np.all(np.abs(lg - np.log(x))[ok] <= 2 * np.spacing(np.abs(np.log(x[ok]))))
+    assert np.all(np.abs(ex - np.exp(t)) <= 2 * np.spacing(np.exp(t)))
 
 
 # --- bad input ------------------------------------------------------------------------------
+
+
+def _params(**kw):
+    """A notebook's parameters (the smoke profile's memristive settings)."""
+    from types import SimpleNamespace
+
+    from hwlib.profiles import settings
+
+    return SimpleNamespace(**{**settings("smoke", "memristive"), "seed": 0, **kw})
 
 
 @pytest.mark.parametrize("call,needle", [
@@ -225,6 +266,20 @@ def test_rounded_noise_table_is_the_rounded_gaussian():
     (lambda: sd.NetworkConfig.from_dict({"bogus": 1}), "unknown network setting 'bogus'"),
     (lambda: sd.noisy_images(torch.zeros(2), -0.1, None), "variance=-0.1"),
     (lambda: sd.Lockstep([sd.NetworkConfig(**SMALL)], backend="jax"), "backend='jax'"),
+    (lambda: mr.MemristorConfig(sigma_over_b=float("nan")), "sigma_over_b=nan: must be a number"),
+    (lambda: sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=float("inf")),
+     "sigma_over_b=inf: must be a number >= 0"),
+    (lambda: mr.MemristorConfig(reset_noise=1), "reset_noise=1: must be True or False"),
+    (lambda: sd.NetworkConfig(bl=4096, synapse="memristive", levels=65536, hidden=(256, 2 ** 16)),
+     "levels=65536, bl=4096, hidden=[256, 65536]: too large for exact sums"),
+    (lambda: sd.w_max_networks(_params(), factors=[1.0, -0.5]),
+     "factors=[1.0, -0.5]: must be one or more numbers > 0"),
+    (lambda: sd.w_max_networks(_params(), factors=[]), "factors=[]: must be one or more"),
+    (lambda: sd.Lockstep([sd.NetworkConfig(**SMALL)]).layer_states(0, 0),
+     "layer_states: network 0 has no memristive synapses"),
+    (lambda: sd.stored_weights({"level1": np.zeros((3, 2), np.int8)},
+                               sd.NetworkConfig(bl=10, synapse="memristive")),
+     "stored_weights: this entry holds whole levels"),
 ])
 def test_bad_input_one_line(call, needle):
     with pytest.raises(ParameterError) as err:
@@ -232,45 +287,160 @@ def test_bad_input_one_line(call, needle):
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
-# --- memristive synapses ----------------------------------------------------------------------
+# --- memristive synapses: the write model -----------------------------------------------------
+#
+# G_f = min(G_max, G_i + max(0, n B + sigma z)): in level coordinates k = (G - G_min) / B,
+# k_f = min(top, k_i + max(0, n + (sigma / B) z)). The simulator keeps k in fixed point (FIX steps
+# per level); the tolerances below are 5 standard errors of the Monte Carlo estimates.
+
+FIX = kern.FIX
 
 
-def test_device_levels_and_spacing():
-    dev = mr.MemristorConfig()
-    assert dev.top == 31 and math.isclose(dev.spacing, 14 / 31)
-    g = dev.conductance(torch.arange(32))
-    assert math.isclose(float(g[0]), 1.0) and math.isclose(float(g[-1]), 15.0)
+def _program(k_i, n, sigma_over_b, top=31, key=7, addr0=1000):
+    """One programming event per device (raising G+) through the compiled kernel: start level
+    coordinates ``k_i`` (array), overlaps ``n``; returns the end level coordinates."""
+    m = len(k_i)
+    kp = np.round(np.asarray(k_i, float) * FIX).astype(np.int32)
+    km = np.zeros(m, np.int32)
+    kd = kp.copy()
+    ev_i = np.arange(m, dtype=np.int64)
+    ev_c = np.full(m, n, dtype=np.int64)
+    kern.program_events(kp, km, kd, ev_i, ev_c, m, top * FIX, U64(key), U64(addr0),
+                        float(sigma_over_b) * FIX)
+    assert np.array_equal(kd, kp - km) and not km.any()
+    return kp / FIX
 
 
-def test_programming_event_distribution():
-    """k_f = min(top, k_i + max(0, round(n + sigma/B z))): Monte Carlo against the rounded
-    Gaussian's exact probabilities; no overlap, no change; saturation at the top."""
+@pytest.mark.parametrize("sigma", [0.1, 0.3, 0.5])
+def test_programming_event_mean_n_b_and_std_sigma_far_from_bounds(sigma):
+    """Far from G_min and G_max, G_f - G_i - n B has mean 0 and standard deviation sigma
+    (Fig. 2's Gaussian), within 5 standard errors; the noise is not rounded away: almost no
+    event lands on G_i + n B (with rounding to whole levels nearly all did at 0.1B)."""
+    n_ev, n, k_i = 400_000, 3, 10.0
+    move = _program(np.full(n_ev, k_i), n, sigma) - k_i - n        # (G_f - G_i - n B) / B
+    se_mean, se_std = sigma / math.sqrt(n_ev), sigma / math.sqrt(2 * n_ev)
+    assert abs(move.mean()) <= 5 * se_mean, move.mean()
+    assert abs(move.std() - sigma) <= 5 * se_std + 1 / FIX ** 2, move.std()
+    assert np.mean(move == 0) < 0.01
+    kurt = np.mean(move ** 4) / move.var() ** 2                      # Gaussian: 3
+    assert abs(kurt - 3) < 0.05
+
+
+def test_no_overlap_no_programming_and_no_noise():
+    kp = np.array([3 * FIX, 5 * FIX], np.int32)
+    before = kp.copy()
+    kern.program_events(kp, np.zeros(2, np.int32), kp.copy(), np.arange(2), np.zeros(2, np.int64),
+                        0, 31 * FIX, U64(1), U64(0), 0.3 * FIX)
+    assert np.array_equal(kp, before)
+    z = torch.randn(5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lv = torch.full((5,), 4.25, dtype=torch.float64)
+    assert torch.equal(mr.program(lv, torch.zeros(5, dtype=torch.float64), 0.5, z, 31), lv)
+
+
+def test_programming_clips_at_g_max_and_never_moves_down():
+    """Near G_max: no state beyond it, and the fraction that saturates is the normal tail
+    P(n + (sigma/B) z >= top - k_i); a unidirectional device never moves down: with sigma = B
+    the fraction of events left where they were is P(n + z <= 0). Within 5 standard errors."""
+    n_ev = 300_000
+    # top: k_i = 29.5, n = 1, sigma = 0.5B: saturates when 1 + 0.5 z >= 1.5, i.e. z >= 1
+    end = _program(np.full(n_ev, 29.5), 1, 0.5)
+    assert end.max() <= 31 and end.min() >= 29.5
+    p = _phi_sf((0.5 * FIX - 0.5) / (0.5 * FIX))           # rint(512 z) >= 512
+    assert abs(np.mean(end == 31) - p) <= 5 * math.sqrt(p * (1 - p) / n_ev)
+    below = end[end < 31] - 30.5                            # the rest: n B + noise, unclipped
+    assert below.max() < 0.5
+    # bottom: k_i = 2, n = 1, sigma = B: no move when 1 + z <= 0
+    end = _program(np.full(n_ev, 2.0), 1, 1.0, addr0=10 ** 7)
+    assert end.min() >= 2.0
+    p = 1 - _phi_sf(-(FIX - 0.5) / FIX)                   # rint(1024 z) <= -1024
+    assert abs(np.mean(end == 2.0) - p) <= 5 * math.sqrt(p * (1 - p) / n_ev)
+    moved = end[end > 2.0] - 3.0                             # a move: n B + noise > 0
+    assert moved.min() > -1.0
+
+
+def test_reference_model_agrees_with_simulator_in_distribution():
+    """memristor.program (float64, torch.randn) and the simulator's kernel (hashed normals,
+    fixed point) draw the same distribution of end states: two-sample Kolmogorov-Smirnov at
+    level 1e-4 and equal saturation fractions, in the interior and at both bounds."""
+    from scipy import stats
+
+    n_ev = 200_000
+    for k_i, n, sigma in ((10.0, 2, 0.3), (29.5, 1, 0.5), (2.0, 1, 1.0), (0.0, 1, 0.1)):
+        sim = _program(np.full(n_ev, k_i), n, sigma, addr0=3 * 10 ** 6)
+        z = torch.randn(n_ev, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+        ref = mr.program(torch.full((n_ev,), k_i, dtype=torch.float64),
+                         torch.full((n_ev,), float(n), dtype=torch.float64), sigma, z, 31).numpy()
+        assert stats.ks_2samp(sim, ref).pvalue > 1e-4, (k_i, n, sigma)
+        for edge in (31.0, k_i):
+            a, b = np.mean(sim == edge), np.mean(ref == edge)
+            assert abs(a - b) <= 5 * math.sqrt(max(b, 1e-5) * 2 / n_ev), (k_i, edge, a, b)
+        assert 0 <= ref.min() and ref.max() <= 31
+
+
+def _reset(kp, km, noisy, sigma, key=5, addr0=0, top=31):
+    """The compiled reset on level coordinates; returns the new (k+, k-, k+ - k-)."""
+    kp, km = (np.round(np.asarray(v, float) * FIX).astype(np.int32) for v in (kp, km))
+    kd = kp - km
+    kern.reset_levels(kp, km, kd, top * FIX, noisy, U64(key), U64(addr0), sigma * FIX)
+    return kp / FIX, km / FIX, kd / FIX
+
+
+def test_reset_exact_and_noisy():
+    """Reset: both devices to G_min, |G+ - G-| re-programmed onto one device. Exact: no weight
+    changes. Noisy (the same write model): the re-programmed magnitude is |d| + sigma z,
+    clipped to [0, top] (mean 0 and std sigma far from the bounds, within 5 standard errors);
+    the weight keeps its sign, a zero weight is not programmed."""
+    rng = np.random.default_rng(0)
     n = 200_000
-    z = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    level = torch.full((n,), 3.0, dtype=torch.float64)
-    new = mr.program(level, torch.full((n,), 2.0, dtype=torch.float64), 0.5, z, 31)
-    steps = (new - level).long()
-    for s in range(0, 5):
-        lo, hi = (s - 2 - 0.5) / 0.5, (s - 2 + 0.5) / 0.5
-        cdf = lambda t: 0.5 * (1 + math.erf(t / math.sqrt(2)))  # noqa: E731
-        p = cdf(hi) - (cdf(lo) if s > 0 else 0.0)
-        got = float((steps == s).double().mean())
-        assert abs(got - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1e-4
-    assert torch.equal(mr.program(level, torch.zeros(n, dtype=torch.float64), 0.5, z, 31), level)
-    assert float(mr.program(torch.full((3,), 30.0), torch.full((3,), 5.0), 0.0,
-                            torch.zeros(3), 31).max()) == 31
+    kp, km = rng.uniform(0, 31, n), rng.uniform(0, 31, n)
+    kp[:100] = km[:100]                                   # zero weights
+    d0 = np.round(kp * FIX) / FIX - np.round(km * FIX) / FIX
+    p, m, d = _reset(kp, km, False, 0.3)
+    assert np.array_equal(d, d0) and np.array_equal(p - m, d)
+    assert np.all((p == 0) | (m == 0)) and p.min() >= 0 and m.min() >= 0
+    for sigma in (0.1, 0.3):
+        p, m, d = _reset(kp, km, True, sigma, addr0=7 * n)
+        assert np.all((p == 0) | (m == 0)) and max(p.max(), m.max()) <= 31
+        assert np.array_equal(d, p - m) and np.all(d[:100] == 0)
+        inner = (np.abs(d0) > 6 * sigma) & (np.abs(d0) < 31 - 6 * sigma)
+        assert np.all(np.sign(d[inner]) == np.sign(d0[inner]))
+        change = np.abs(d[inner]) - np.abs(d0[inner])
+        assert abs(change.mean()) <= 5 * sigma / math.sqrt(inner.sum())
+        assert abs(change.std() - sigma) <= 5 * sigma / math.sqrt(2 * inner.sum())
+        near0 = (np.abs(d0) > 0) & (np.abs(d0) < 0.05)      # clipped at G_min: weight 0
+        expect = np.mean([1 - _phi_sf(-a / sigma) for a in np.abs(d0[near0])])
+        assert abs(np.mean(d[near0] == 0) - expect) <= 0.05
+    # the reference model's reset agrees in distribution with the kernel's
+    z = torch.randn(n, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    rp, rm = mr.reset_pair(torch.from_numpy(kp), torch.from_numpy(km), 0.3, z, 31)
+    from scipy import stats
+    p, m, d = _reset(kp, km, True, 0.3, addr0=11 * n)
+    assert stats.ks_2samp((rp - rm).numpy(), d).pvalue > 1e-4
 
 
-def test_synapse_array_reset_keeps_weight():
-    arr = mr.SynapseArray((50, 40), mr.MemristorConfig(sigma_over_b=0.3),
-                          torch.Generator().manual_seed(1))
-    g = torch.Generator().manual_seed(2)
-    for _ in range(15):
-        arr.program(torch.randint(-3, 4, (50, 40), generator=g).double())
-    before = arr.weight_levels().clone()
-    arr.reset()
-    assert (arr.weight_levels() - before).abs().max() <= 1
-    assert ((arr.g_plus == 0) | (arr.g_minus == 0)).all()
+def test_synapse_array_continuous_states_rise_between_resets():
+    """The reference SynapseArray: continuous conductances within [G_min, G_max] that only rise
+    between resets; an exact reset keeps every weight, a noisy one moves it by about sigma."""
+    for noisy in (False, True):
+        arr = mr.SynapseArray((50, 40), mr.MemristorConfig(sigma_over_b=0.3, reset_noise=noisy),
+                              torch.Generator().manual_seed(1))
+        g = torch.Generator().manual_seed(2)
+        for _ in range(15):
+            p0, m0 = arr.g_plus.clone(), arr.g_minus.clone()
+            arr.program(torch.randint(-3, 4, (50, 40), generator=g).double())
+            assert (arr.g_plus >= p0).all() and (arr.g_minus >= m0).all()
+        gp, gm = arr.conductances()
+        assert float(torch.cat([gp, gm]).min()) >= 1.0 and float(torch.cat([gp, gm]).max()) <= 15
+        assert float((arr.g_plus != torch.round(arr.g_plus)).double().mean()) > 0.5
+        before = arr.weight_levels().clone()
+        arr.reset()
+        change = arr.weight_levels() - before
+        assert ((arr.g_plus == 0) | (arr.g_minus == 0)).all()
+        if noisy:
+            moved = change[before.abs() > 3]
+            assert 0.2 < float(moved.std()) < 0.4
+        else:
+            assert torch.equal(change, torch.zeros_like(change))
 
 
 def _memristive_group(**kw):
@@ -281,55 +451,68 @@ def _memristive_group(**kw):
             for i, s in enumerate((0.0, 0.3, 1.0))]
 
 
-def _levels(net, k):
-    return [net.layer_levels(k, i) for i in range(3)]
+def _states(net, k):
+    return [net.layer_states(k, i) for i in range(3)]
 
 
 @pytest.mark.parametrize("backend", ["numba", "torch"])
-def test_conductances_on_levels_rise_between_resets_and_resets_keep_weights(backend):
+@pytest.mark.parametrize("noisy", [False, True])
+def test_conductances_continuous_rise_between_resets_and_resets(backend, noisy):
     x, y = _images(45)
-    net = sd.Lockstep(_memristive_group(reset_every=7), backend=backend)
-    top = 31
-    prev = [[(p.clone(), m.clone()) for p, m, _ in _levels(net, k)] for k in range(net.K)]
+    net = sd.Lockstep(_memristive_group(reset_every=7, reset_noise=noisy), backend=backend)
+    top = 31 * FIX
+    prev = [[(p.clone(), m.clone(), d.clone()) for p, m, d in _states(net, k)]
+            for k in range(net.K)]
     programmed = 0
     for i in range(45):
         net.step(x[i], y[i])
         for k in range(net.K):
-            for lay, (p, m, d) in enumerate(_levels(net, k)):
-                for g in (p, m):
-                    assert int(g.min()) >= 0 and int(g.max()) <= top          # on the levels
-                    levels = 1.0 + g.double() * (14 / 31)                     # G / G_min
-                    assert float(levels.min()) >= 1.0 and float(levels.max()) <= 15.0 + 1e-9
+            for lay, (p, m, d) in enumerate(_states(net, k)):
+                for g in (p, m):                               # within [G_min, G_max]
+                    assert int(g.min()) >= 0 and int(g.max()) <= top
                 assert torch.equal(d.long(), p.long() - m.long())
-                p0, m0 = prev[k][lay]
-                if net.steps % 7:                                         # no reset: only rise
+                p0, m0, _ = prev[k][lay]
+                if net.steps % 7:                                   # no reset: only rise
                     assert (p >= p0).all() and (m >= m0).all()
-                else:                        # after a reset one device of each pair at G_min,
-                    assert ((p == 0) | (m == 0)).all()                # the weight unchanged
+                else:                         # after a reset one device of each pair at G_min
+                    assert ((p == 0) | (m == 0)).all()
                 programmed += int((p != p0).any() or (m != m0).any())
-                prev[k][lay] = (p.clone(), m.clone())
+                prev[k][lay] = (p.clone(), m.clone(), d.clone())
     assert programmed > 20
-    # the weights read by the network are always B_w (k+ - k-)
+    # continuous: with noise most programmed states are off the whole levels
+    p = torch.cat([t.flatten() for t, _, _ in _states(net, 2)]).long()
+    programmed_states = p[p > 0]
+    assert float((programmed_states % FIX != 0).double().mean()) > 0.9
+    # the weights read by the network are always B_w (k+ - k-), continuous
     for k, ws in enumerate(net.weights()):
         for lay, w in enumerate(ws):
-            assert torch.allclose(w.t(), _levels(net, k)[lay][2].float() * float(net.bw[k, lay]))
+            lv = net.layer_levels(k, lay)[2]
+            assert torch.equal(w.t(), (lv * float(net.bw[k, lay])).float())
 
 
 @pytest.mark.parametrize("noisy", [False, True])
-def test_reset_changes_no_weight_by_more_than_a_level(noisy):
+def test_lockstep_reset_exact_or_within_noise_and_same_on_both_backends(noisy):
     x, y = _images(30)
-    net = sd.Lockstep(_memristive_group(reset_every=0, reset_noise=noisy))
-    net.train(x, y)
-    before = [[d.long().clone() for _, _, d in _levels(net, k)] for k in range(net.K)]
-    assert any(((p > 0) & (m > 0)).any() for k in range(net.K) for p, m, _ in _levels(net, k))
+    nets = [sd.Lockstep(_memristive_group(reset_every=0, reset_noise=noisy), backend=b)
+            for b in ("numba", "torch")]
+    for net in nets:
+        net.train(x, y)
+    net = nets[0]
+    before = [[d.long().clone() for _, _, d in _states(net, k)] for k in range(net.K)]
+    assert any(((p > 0) & (m > 0)).any() for k in range(net.K) for p, m, _ in _states(net, k))
     for k in range(net.K):
-        net.reset(k)
-        for lay, (p, m, d) in enumerate(_levels(net, k)):
-            change = (p.long() - m.long()) - before[k][lay]
+        for other in nets:
+            other.reset(k)
+        for lay, (p, m, d) in enumerate(_states(net, k)):
+            change = (d.long() - before[k][lay]).double() / FIX
             assert torch.equal(d.long(), p.long() - m.long())
-            if k < 2:                    # sigma = 0 or 0.3B: exact, or within one level
-                assert int(change.abs().max()) <= (1 if noisy and k else 0)
             assert ((p == 0) | (m == 0)).all()
+            if not noisy or k == 0:                         # exact, or sigma = 0
+                assert float(change.abs().max()) == 0
+            elif k == 1:                                    # sigma = 0.3B
+                assert 0.2 < float(change[before[k][lay] != 0].std()) < 0.4
+            for u, v in zip(_states(nets[1], k)[lay], (p, m, d)):
+                assert torch.equal(u, v)                    # numba and torch: bit for bit
 
 
 # --- the simulator ----------------------------------------------------------------------------
@@ -354,8 +537,9 @@ def test_deterministic_path_matches_autograd_reference_step_for_step(backend, in
 
 def test_compiled_and_torch_paths_train_the_same_networks():
     """The compiled kernels and the plain PyTorch path: the same streams, counts, updates,
-    programming events and resets, image after image (floating-point stochastic weights and
-    memristive levels equal, the deterministic network to float rounding)."""
+    programming events (continuous noise, clipping at both bounds) and resets (noisy and
+    exact), image after image (floating-point stochastic weights and memristive device states
+    equal bit for bit, the deterministic network to float rounding)."""
     x, y = _images(30)
     cfgs = [sd.NetworkConfig(bl=0, **SMALL), sd.NetworkConfig(bl=8, seed=1, **SMALL),
             sd.NetworkConfig(bl=70, seed=2, **SMALL),
@@ -364,7 +548,26 @@ def test_compiled_and_torch_paths_train_the_same_networks():
                              **SMALL),
             sd.NetworkConfig(bl=6, synapse="memristive", sigma_over_b=0.2, lr=0.5, lr_final=0.5,
                              w_max=(0.05, 0.1, 0.2), seed=4, reset_every=5, reset_noise=True,
-                             input_norm="unit", **SMALL)]
+                             input_norm="unit", **SMALL),
+            sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=1.0, lr=0.5, lr_final=0.5,
+                             w_max=(0.02, 0.04, 0.08), seed=5, reset_every=6, reset_noise=False,
+                             **SMALL),
+            sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=0.0, lr=0.5, lr_final=0.5,
+                             w_max=(0.05, 0.1, 0.2), seed=6, **SMALL)]
+    wide = [sd.NetworkConfig(bl=100, synapse="memristive", sigma_over_b=0.3, lr=0.5,
+                             lr_final=0.5, w_max=(0.05, 0.1, 0.2), seed=7, reset_every=4,
+                             **SMALL),                        # sums beyond int32: float64
+            sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=0.3, levels=64, lr=0.5,
+                             lr_final=0.5, w_max=(0.05, 0.1, 0.2), seed=8, reset_every=4,
+                             **SMALL)]                        # 64 levels: int32 states
+    for group in ([wide[0]], [wide[1]]):
+        u, v = (sd.Lockstep(group, backend=be) for be in ("numba", "torch"))
+        u.train(x, y)
+        v.train(x, y)
+        assert (u.wide, u.Ld.dtype) == ((True, torch.int16) if group[0].bl == 100
+                                        else (False, torch.int32))
+        assert all(torch.equal(s, t) for la, lb in zip(_states(u, 0), _states(v, 0))
+                   for s, t in zip(la, lb))
     a = sd.Lockstep(cfgs, backend="numba")
     b = sd.Lockstep(cfgs, backend="torch")
     a.train(x, y)
@@ -377,9 +580,11 @@ def test_compiled_and_torch_paths_train_the_same_networks():
                 assert torch.allclose(u, v, atol=1e-6)
             else:
                 assert torch.equal(u, v), k
-    for k in (3, 4):
-        for la, lb in zip(_levels(a, k), _levels(b, k)):
+    for k in (3, 4, 5, 6):
+        for la, lb in zip(_states(a, k), _states(b, k)):
             assert all(torch.equal(p, q) for p, q in zip(la, lb))
+    top = [int((p == 31 * FIX).sum()) for p, _, _ in _states(a, 5)]
+    assert sum(top) > 0                                      # saturation exercised
 
 
 def test_stochastic_update_counts_are_exact_coincidences():
@@ -502,6 +707,19 @@ def test_plan_groups_balanced():
     assert len(sd.plan_groups(cs[:1], 2)) == 1
 
 
+def test_w_max_sweep_configs():
+    p = _params()
+    base = sd.memristive_networks(p, sigmas=[p.sigma_over_b])
+    nets = sd.w_max_networks(p, factors=(0.5, 1.0, 2.0), seeds=2)
+    assert len(nets) == 6 and [c.seed for c in nets] == [0, 1] * 3
+    assert nets[2] == base[0]                                 # factor 1: the chapter's network
+    assert nets[0].w_max == tuple(0.5 * w for w in p.w_max)
+    assert nets[4].w_max == tuple(2.0 * w for w in p.w_max)
+    assert {c.sigma_over_b for c in nets} == {0.1} and {c.reset_noise for c in nets} == {True}
+    assert {c.reset_noise for c in sd.w_max_networks(p, reset_noise=False)} == {False}
+    assert all(c.kind == "memristive" and c.bl == p.train_bl for c in nets)
+
+
 def test_train_run_end_to_end_and_noisy_inference(tmp_path, monkeypatch):
     from hwlib.data import DATASETS, data_root
     from hwlib.study.store import ResultStore
@@ -516,16 +734,28 @@ def test_train_run_end_to_end_and_noisy_inference(tmp_path, monkeypatch):
     entries = sd.train_networks(store, cfgs, workers=2)
     for e in entries:
         assert e["test_acc"].shape == (2,) and 10 < e["best_test_acc"] <= 100
-    assert entries[1]["level1"].dtype == np.int8 and abs(entries[1]["level1"]).max() <= 31
+    levels = entries[1]["weight_levels1"]                     # (G+ - G-) / B, continuous
+    assert levels.dtype == np.float32 and levels.shape == (785, 32)
+    assert np.abs(levels).max() <= 31 and np.mean(levels != np.round(levels)) > 0.9
     assert entries[1]["events_per_image"].min() > 0
     again = sd.train_run(cfgs[1].to_dict())                 # deterministic on the CPU
     np.testing.assert_array_equal(again["test_acc"], entries[1]["test_acc"])
+    torch_run = sd.train_lockstep(cfgs[1:], progress=False, backend="torch")[0]
+    for i in (1, 2, 3):                                     # both backends: the same network
+        np.testing.assert_array_equal(torch_run[f"weight_levels{i}"],
+                                      entries[1][f"weight_levels{i}"])
+    np.testing.assert_array_equal(torch_run["test_acc"], entries[1]["test_acc"])
     out = sd.noisy_inference({"network": cfgs[1].to_dict(), "profile": "smoke",
                               "noise_vars": [0.0, 0.2], "bls": [10, 100], "runs": 2, "seed": 0})
     assert out["accuracy"].shape == (2, 2, 2)
     clean = sd.stored_weights(entries[1].result, cfgs[1])
-    assert all(torch.equal(w, torch.round(w / b) * b) for w, b in
-               zip(clean, [0.3 / 31, 0.6 / 31, 1.5 / 31]))
+    net = sd.Lockstep(cfgs[1:])                             # the stored weights are the network's
+    x, y = sd.load_split(cfgs[1], True)
+    gen = torch.Generator().manual_seed(0)
+    for epoch in range(2):
+        net.set_epoch(epoch)
+        net.train(x, y, torch.randperm(len(y), generator=gen).numpy())
+    assert all(torch.equal(a, b) for a, b in zip(clean, net.weights()[0]))
 
 
 def test_inference_streams_same_in_kernels_and_torch():

@@ -124,7 +124,7 @@ def test_chapter_settings_override_the_shared_ones(monkeypatch):
     with pytest.raises(ParameterError, match="unknown chapter 'nope'"):
         resolve("smoke", "nope", epochs=None)
     assert set(profiles.CHAPTER_PROFILES) == {"sddhr", "memory_faults", "hasgd", "memristive",
-                                              "guide"}
+                                              "arena", "guide"}
     for chapter in profiles.CHAPTER_PROFILES.values():
         assert set(chapter) == set(PROFILES)
 
@@ -162,7 +162,7 @@ def test_shared_checks_name_the_parameter_and_the_first_bad_value():
     ("notebooks/sddhr/04_accuracy_vs_variation.ipynb", {"table_scale": 7},
      "table_scale=7: must be one of sigma_scales"),
     ("notebooks/sddhr/01_conductance_moments.ipynb", {"sigma_rel_nominal": 0.5},
-     "the largest sigma/mu is 10; must be at most 1"),
+     "the largest sigma/mu is 7.5; must be at most 1"),
 ])
 def test_bad_parameters_fail_fast_and_write_nothing(nb, overrides, needle, tmp_path,
                                                     monkeypatch):

@@ -33,7 +33,9 @@ def test_claims_are_well_formed():
         assert r["profile"] in ("book", "paper")
         assert (ROOT / r["experiment"]).exists() and r["experiment"].startswith(
             f"notebooks/{r['chapter']}/")
-        if papers:
+        if r["paper"] == "book":  # this book's own findings
+            assert r["where"] == "Finding" and r["profile"] == "book", r["id"]
+        elif papers:
             assert r["paper"] in papers, r["paper"]
     assert {r["chapter"] for r in rows} == set(scorecard.CHAPTERS)
     assert "kind" not in scorecard.CLAIMS_FILE.read_text()  # no boolean checks left
@@ -83,7 +85,8 @@ def test_record_table_and_staleness(tmp_path):
     assert t[t.claim == "sddhr.eq.gp_first_order_var"].iloc[0].verdict == "not measured"
     assert t[t.claim == "sddhr.table1.ddhr"].iloc[0].verdict == "pending"
     md = scorecard.markdown("sddhr", root=tmp_path)
-    assert md.count("\n|") >= len(t) + 1 and "claims:" in md
+    assert md.count("\n|") >= len(t) + 1 and "claims of the papers:" in md
+    assert "findings of this book:" in md
 
 
 def test_editing_a_tolerance_changes_the_verdict_without_recomputing(tmp_path, monkeypatch):

@@ -140,7 +140,8 @@ def test_train_run_end_to_end_on_mnist():
                eval_scales=[0.0, 10.0], eval_seeds=[1, 2], epochs=2, n_train=2048, n_test=256,
                n_test_epoch=128, batch_size=64, lr=0.01, network="mlp", hidden_widths=[32, 32],
                width=1.0, sigma_rel_nominal=0.03, mu_p_ohm=3000.0, tmr=1.0, r_min_rel=0.1,
-               instance_model="conductance", torch_device="cpu", seed=0)
+               instance_model="conductance", precision="fp32", channels_last=False,
+               torch_device="cpu", seed=0)
     out = sddhr.train_run(cfg)
     assert out["history"].shape == (2, 2, 2) and out["final"].shape == (2, 2)
     assert out["final"][0, 0] == out["final"][0, 1]  # scale 0: variability-free, same for all

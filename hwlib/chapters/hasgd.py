@@ -43,7 +43,8 @@ from ..study.store import Entry, current_store, experiment
 #: The keys of a training config that come from the notebook's parameters.
 TRAIN_KNOBS = ("dataset", "network", "hidden_widths", "wrn_depth", "wrn_width", "epochs",
                "n_train", "batch_size", "optimizer", "lr", "weight_decay",
-               "augment", "fold", "curve_images", "curve_instances", "seed")
+               "augment", "fold", "batch_norm", "precision", "channels_last", "curve_images",
+               "curve_instances", "seed")
 #: Seed of the first test chip; chip i uses INSTANCE_SEED + i (the same chips for every
 #: network, so that networks are compared on the same hardware).
 INSTANCE_SEED = 1
@@ -54,31 +55,36 @@ EVAL_BATCH = 1000
 # --- configs ----------------------------------------------------------------------------------
 
 def train_config(params: Any, train_sigma: float, train_shift: float = 0.0, samples: int = 1,
-                 device: str = "cpu") -> dict[str, Any]:
+                 device: str = "cpu", shift_model: str = "pair") -> dict[str, Any]:
     """The full config of one training run.
 
     Args:
         params: the session's resolved parameters (``S.p``), holding every :data:`TRAIN_KNOBS`.
         train_sigma: sigma of the training distribution q (fraction of the dynamic range).
-        train_shift: the device shift of q (same unit).
+        train_shift: the device drift of q (see
+            :class:`~hwlib.hardware.crossbar.GaussianPerturbation`).
         samples: L, perturbation samples per mini-batch.
         device: ``cpu`` or ``cuda``.
+        shift_model: how the drift acts: ``pair`` (the poster's differential pair) or
+            ``single``.
     """
-    GaussianPerturbation(train_sigma, train_shift)  # checks the values
+    GaussianPerturbation(train_sigma, train_shift, shift_model)  # checks the values
     check_int("samples", samples, 1)
     cfg = {k: getattr(params, k) for k in TRAIN_KNOBS}
     cfg.update(train_sigma=float(train_sigma), train_shift=float(train_shift),
-               samples=int(samples), torch_device=device)
+               shift_model=shift_model, samples=int(samples), torch_device=device)
     return cfg
 
 
-def point(sigma: float, shift: float = 0.0, fold: str = "range", bits: int = 0
-          ) -> dict[str, Any]:
-    """One test condition: noise level p, device shift, folding rule, ADC bits (0: no ADC)."""
-    GaussianPerturbation(sigma, shift)
+def point(sigma: float, shift: float = 0.0, fold: str = "range", bits: int = 0,
+          shift_model: str = "pair") -> dict[str, Any]:
+    """One test condition: noise level p, device drift and how it acts, folding rule, ADC
+    bits (0: no ADC)."""
+    GaussianPerturbation(sigma, shift, shift_model)
     if bits:
         ADC(bits)
-    return {"sigma": float(sigma), "shift": float(shift), "fold": fold, "bits": int(bits)}
+    return {"sigma": float(sigma), "shift": float(shift), "shift_model": shift_model,
+            "fold": fold, "bits": int(bits)}
 
 
 # --- training -------------------------------------------------------------------------------
@@ -91,9 +97,11 @@ def main_networks(params: Any, device: str = "cpu") -> list[dict[str, Any]]:
     return [train_config(params, s, 0.0, params.samples, device) for s in params.train_sigmas]
 
 
-def shift_networks(params: Any, device: str = "cpu") -> list[dict[str, Any]]:
-    """The mean-shift study's networks (Fig. 8): ``shift_sigma`` noise, one per training shift."""
-    return [train_config(params, params.shift_sigma, m, params.samples, device)
+def shift_networks(params: Any, device: str = "cpu", shift_model: str = "pair"
+                   ) -> list[dict[str, Any]]:
+    """The mean-shift study's networks (Fig. 8): ``shift_sigma`` noise, one per training shift,
+    the drift acting as ``shift_model`` says."""
+    return [train_config(params, params.shift_sigma, m, params.samples, device, shift_model)
             for m in params.train_shifts]
 
 
@@ -161,17 +169,21 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
     opt = optimizer_for(model, config["optimizer"], config["lr"], config["weight_decay"])
     sched = cosine_schedule(opt, config["epochs"],
                             steps_per_epoch(len(y), config["batch_size"]))
-    q = AnalogCrossbar(GaussianPerturbation(config["train_sigma"], config["train_shift"]),
-                       config["fold"])
-    step = Step(model, opt, q, HASGD(config["samples"]),
-                generator=torch.Generator(device=device).manual_seed(seed))
+    q = AnalogCrossbar(GaussianPerturbation(config["train_sigma"], config["train_shift"],
+                                            config["shift_model"]), config["fold"])
+    step = Step(model, opt, q, HASGD(config["samples"], config["batch_norm"]),
+                generator=torch.Generator(device=device).manual_seed(seed),
+                precision=config["precision"],
+                channels_last=config["channels_last"] and config["network"] != "mlp")
     clean_hw = AnalogCrossbar(GaussianPerturbation(), config["fold"])
     seeds = [INSTANCE_SEED + i for i in range(config["curve_instances"])]
     clean, noisy = [], []
 
     def on_epoch(_):
-        clean.append(float(accuracy_on_chips(model, clean_hw, xe, ye, [0], EVAL_BATCH)[0]))
-        noisy.append(accuracy_on_chips(model, q, xe, ye, seeds, EVAL_BATCH))
+        clean.append(float(accuracy_on_chips(model, clean_hw, xe, ye, [0], EVAL_BATCH,
+                                             config["precision"])[0]))
+        noisy.append(accuracy_on_chips(model, q, xe, ye, seeds, EVAL_BATCH,
+                                       config["precision"]))
 
     hist = fit(step, x, y, config["epochs"], config["batch_size"], seed, sched,
                random_crop_flip if config["augment"] else None, on_epoch=on_epoch,
@@ -226,8 +238,9 @@ def evaluate_run(config: dict[str, Any]) -> dict[str, Any]:
                 ranges = ADC(8).calibrate(model, xc.to(device)).ranges
             adc = ADC(pt["bits"])
             adc.ranges = ranges
-        hw = AnalogCrossbar(GaussianPerturbation(pt["sigma"], pt["shift"]), pt["fold"], adc)
-        out.append(accuracy_on_chips(model, hw, xt, yt, seeds, EVAL_BATCH))
+        hw = AnalogCrossbar(GaussianPerturbation(pt["sigma"], pt["shift"], pt["shift_model"]),
+                            pt["fold"], adc)
+        out.append(accuracy_on_chips(model, hw, xt, yt, seeds, EVAL_BATCH, tc["precision"]))
     return {"accuracy": np.stack(out)}
 
 
@@ -448,10 +461,16 @@ def nearest_minimum(points: np.ndarray, minima: np.ndarray) -> np.ndarray:
 
 
 def _workers(session) -> int | None:
-    """Parallel workers: the default (one per core) on a CPU; one at a time on a GPU (each run
-    uses all of it); none at the smoke profile, whose seconds-long runs would take longer to
-    start worker processes than to compute."""
-    return 1 if session.profile == "smoke" or session.torch_device.type == "cuda" else None
+    """Parallel workers: the sweep's default (one per core on a CPU; as many as fit in a GPU's
+    memory, see :func:`run_gib`); none at the smoke profile, whose seconds-long runs would take
+    longer to start worker processes than to compute."""
+    return 1 if session.profile == "smoke" else None
+
+
+def run_gib(session) -> float:
+    """GPU memory of one run, GiB: WideResNet-28-10 at batch 128 (bfloat16 activations) about
+    12; the small networks about 1."""
+    return 12.0 if session.p.network == "wrn" else 1.0
 
 
 def train_networks(session, configs: Sequence[Mapping[str, Any]], desc: str = "HA-SGD training"
@@ -460,7 +479,7 @@ def train_networks(session, configs: Sequence[Mapping[str, Any]], desc: str = "H
     from ..study.sweep import run_sweep
 
     return run_sweep(train_run, configs, session.store, desc=desc, device=str(session.torch_device),
-                     workers=_workers(session))
+                     workers=_workers(session), run_gib=run_gib(session))
 
 
 def evaluate_networks(session, configs: Sequence[Mapping[str, Any]],
@@ -482,7 +501,8 @@ def evaluate_networks(session, configs: Sequence[Mapping[str, Any]],
               "instances": int(instances), "n_test": n_test, "calib_images": int(calib_images),
               "torch_device": str(session.torch_device.type)} for c in configs]
     entries = run_sweep(evaluate_run, evals, session.store, desc=desc,
-                        device=str(session.torch_device), workers=_workers(session))
+                        device=str(session.torch_device), workers=_workers(session),
+                        run_gib=run_gib(session))
     rows = []
     for c, e in zip(configs, entries):
         acc = np.asarray(e["accuracy"])
@@ -503,7 +523,8 @@ def hessian_traces(session, configs: Sequence[Mapping[str, Any]], images: int, p
              "probes": int(probes), "seed": int(seed), "torch_device": str(session.torch_device.type)}
             for c in configs]
     entries = run_sweep(hessian_run, cfgs, session.store, desc="Hutchinson traces",
-                        device=str(session.torch_device), workers=_workers(session))
+                        device=str(session.torch_device), workers=_workers(session),
+                        run_gib=run_gib(session))
     rows = [{"train_sigma": c["train_sigma"], "train_shift": c["train_shift"],
              "samples": c["samples"], **{k: float(e[k]) for k in
                                          ("trace", "trace_se", "weighted", "weighted_se", "loss")}}

@@ -37,12 +37,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data import DATASETS, load_dataset, normalize, random_crop_flip
+from ..data import DATASETS, black, load_dataset, normalize, random_crop_flip
 from ..errors import ParameterError, check_probability
 from ..hardware.base import Ideal
 from ..hardware.sram import (BITS, EnergyModel, FaultConfig, MemoryAccesses, SRAMFaults,
-                             bit_masking_codes, blockwise_rates, memory_accesses,
-                             quantization_scale)
+                             bit_masking_codes, blockwise_rates, calibrate_activation_scales,
+                             memory_accesses, quantization_scale)
 from ..methods.evaluation import accuracy, accuracy_on_chips
 from ..methods.training import (FreshChip, Standard, Step, cosine_schedule, fit, optimizer_for,
                                 steps_per_epoch)
@@ -73,16 +73,27 @@ def build_network(arch: str, width: float, dataset: str) -> nn.Module:
     return resnets.build(arch, info.classes, width, info.shape[0])
 
 
+#: How the activation memories' quantization step is set: per inference (max|a| / 127 of that
+#: inference, hardware that computes it; the book's default) or calibrated once on training
+#: images and fixed (values saturate at +-127 s).
+ACTIVATION_SCALES = ("per_inference", "calibrated")
+#: Training images that calibrate fixed activation scales.
+CALIB_IMAGES = 1_000
+
+
 def accuracy_on_faulty_chips(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                             config: FaultConfig, seeds: Sequence[int], batch_size: int = 500
-                             ) -> np.ndarray:
-    """Test accuracy on each chip (one per seed) at one operating point."""
-    return accuracy_on_chips(model, SRAMFaults(config), x, y, seeds, batch_size)
+                             config: FaultConfig, seeds: Sequence[int], batch_size: int = 500,
+                             activation_scales: Sequence[float] | None = None,
+                             precision: str = "fp32") -> np.ndarray:
+    """Test accuracy on each chip (one per seed) at one operating point (``activation_scales``:
+    fixed steps of the activation memories, or ``None`` for the per-inference rule)."""
+    return accuracy_on_chips(model, SRAMFaults(config, activation_scales), x, y, seeds,
+                             batch_size, precision)
 
 
 REQUIRED_TRAIN = ("dataset", "arch", "width", "epochs", "n_train", "n_test", "batch_size", "lr",
                   "momentum", "weight_decay", "augment", "reg_pe", "reg_targets",
-                  "reg_block_rates", "init", "seed", "torch_device")
+                  "reg_block_rates", "init", "precision", "channels_last", "seed", "torch_device")
 
 
 def check_train_config(config: Mapping[str, Any]) -> None:
@@ -136,11 +147,14 @@ def train_network(config: dict[str, Any]) -> dict[str, Any]:
                         nesterov=False)
     sched = cosine_schedule(opt, config["epochs"],
                             steps_per_epoch(len(y), config["batch_size"], drop_last=True))
-    step = Step(model, opt, hardware, FreshChip() if regularized else Standard())
+    step = Step(model, opt, hardware, FreshChip() if regularized else Standard(),
+                precision=config["precision"], channels_last=config["channels_last"])
+    black_pad = functools.partial(random_crop_flip, fill=black(config["dataset"]))
     hist = fit(step, x, y, config["epochs"], config["batch_size"], config["seed"], sched,
-               random_crop_flip if config["augment"] else None, drop_last=True,
+               black_pad if config["augment"] else None, drop_last=True,
                desc=f"{config['arch']} x{config['width']:.3g}")
-    return {**state_arrays(model), "clean_accuracy": accuracy(model, xt, yt),
+    return {**state_arrays(model), "clean_accuracy": accuracy(model, xt, yt, 500,
+                                                              config["precision"]),
             "loss": np.array(hist["loss"]), "epoch_time_s": np.array(hist["epoch_time_s"])}
 
 
@@ -184,7 +198,8 @@ def evaluate(config: dict[str, Any]) -> dict[str, Any]:
     Args:
         config: ``train`` (the network's :func:`train_network` config), ``faults`` (a
             :meth:`FaultConfig.as_dict`), ``seeds`` (one chip per seed), ``n_test``,
-            ``batch_size``, ``profile`` (whose store holds the network), ``device``.
+            ``batch_size``, ``activation_scale`` (:data:`ACTIVATION_SCALES`), ``profile``
+            (whose store holds the network), ``device``.
 
     Returns:
         ``accuracy`` per chip (fractions) and ``train_key``, the network's store key.
@@ -194,7 +209,15 @@ def evaluate(config: dict[str, Any]) -> dict[str, Any]:
     xt, yt = (t.to(device) for t in load_split(config["train"]["dataset"], False,
                                                config["n_test"], TEST_SUBSET_SEED))
     faults = FaultConfig.from_dict(config["faults"])
-    acc = accuracy_on_faulty_chips(model, xt, yt, faults, config["seeds"], config["batch_size"])
+    scales = None
+    if config["activation_scale"] == "calibrated":
+        xc, _ = load_split(config["train"]["dataset"], True, CALIB_IMAGES, TEST_SUBSET_SEED)
+        scales = calibrate_activation_scales(model, xc.to(device))
+    elif config["activation_scale"] != "per_inference":
+        raise ParameterError(f"activation_scale={config['activation_scale']!r}: must be one of "
+                             f"{', '.join(ACTIVATION_SCALES)}")
+    acc = accuracy_on_faulty_chips(model, xt, yt, faults, config["seeds"], config["batch_size"],
+                                   scales, config["train"]["precision"])
     return {"accuracy": acc, "train_key": config_key(train_network.name, config["train"])}
 
 
@@ -224,6 +247,7 @@ def train_config(params: Any, arch: str = "preactresnet18", width: float = 1.0,
             "reg_pe": float(reg_pe), "reg_targets": "both",
             "reg_block_rates": None if reg_block_rates is None else [float(r) for r in
                                                                      reg_block_rates],
+            "precision": params.precision, "channels_last": bool(params.channels_last),
             "seed": params.seed if seed is None else seed, "torch_device": device}
 
 
@@ -251,7 +275,7 @@ def run_training(session: Any, configs: Sequence[Mapping[str, Any]], desc: str =
         if idx:
             for i, e in zip(idx, run_sweep(train_network, [configs[i] for i in idx],
                                            session.store, desc=desc,
-                                           device=str(session.torch_device))):
+                                           device=str(session.torch_device), run_gib=2.0)):
                 entries[i] = e
     return entries
 
@@ -291,10 +315,12 @@ class Point:
 
 
 def run_points(session: Any, points: Sequence[Point], instances: int | None = None,
-               energy_model: EnergyModel = EnergyModel(), desc: str = "chips"):
+               energy_model: EnergyModel = EnergyModel(), desc: str = "chips",
+               activation_scale: str = "per_inference"):
     """Test every point on ``instances`` chips (seeds 1..instances, the same chips at every
     point; a clean point is one test), in parallel workers, through the store. The networks
-    are trained first (or read back).
+    are trained first (or read back). ``activation_scale``: how the activation memories'
+    quantization step is set (:data:`ACTIVATION_SCALES`).
 
     Returns:
         ``(frame, entries)``: one row per chip (``label``, ``rate``, ``model``, ``targets``,
@@ -315,10 +341,11 @@ def run_points(session: Any, points: Sequence[Point], instances: int | None = No
         configs.append({"train": dict(pt.train), "faults": pt.faults.as_dict(),
                         "seeds": [0] if pt.clean else list(range(1, instances + 1)),
                         "n_test": pt.train["n_test"], "batch_size": 500,
+                        "activation_scale": activation_scale,
                         "profile": session.store.profile,
                         "torch_device": pt.train["torch_device"]})
     entries = run_sweep(evaluate, configs, session.store, desc=desc,
-                        device=str(session.torch_device))
+                        device=str(session.torch_device), run_gib=1.0)
     rows = []
     for pt, cfg, e in zip(points, configs, entries):
         c = counts[config_key(train_network.name, pt.train)]

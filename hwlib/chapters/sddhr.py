@@ -12,7 +12,14 @@ DDHR      (4), trained on test chip z_i               :class:`~hwlib.methods.tra
 Fixed     (5), trained on chip z_0                    :class:`~hwlib.methods.training.OneChip`
 PS-DDHR   (6), N(mu(a, W), sigma^2(a, W)) per pass     :class:`~hwlib.methods.training.Parametric`
 AS-DDHR   (6), N(mu(a, W), sigma_A^2) per pass         :class:`~hwlib.methods.training.Parametric`
+Sampled   (6), Z a fresh device-model chip per step   :class:`~hwlib.methods.training.FreshChip`
 ========  ==========================================  =========================================
+
+The first five are the paper's. *Sampled* is this book's: loss (6) with Z the device model
+itself (Gaussian resistances, G = 1/R), a fresh chip drawn on the training device at every
+mini-batch, forward through the chip and gradients through the expected chip (Algorithm 1).
+Test chips are drawn from the device model (``instance_model="resistance"``); the
+first-order Gaussian conductances that PS-DDHR trains on are a labelled ablation.
 
 Sections: configs; stored experiments (:func:`conductance_mc`, :func:`train_run`); sweeps to
 frames (:func:`moment_sweep`, :func:`run_study`, :func:`table1`, the column levels of Fig. 3);
@@ -34,22 +41,25 @@ from torch import nn
 from ..data import DATASETS, load_dataset
 from ..errors import ParameterError, check_int
 from ..hardware.mram import (MU_P_OHM, R_MIN_REL, SIGMA_REL_NOMINAL, TMR, ArrayInstance,
-                             MRAMArray, MRAMCell, column_levels, g_moments_first_order,
-                             g_moments_second_order)
+                             MRAMArray, MRAMCell, column_levels, g_moments_exact,
+                             g_moments_first_order, g_moments_second_order,
+                             preactivation_shift, preactivation_std, prob_below_floor)
 from ..methods.evaluation import accuracy_on_chips
-from ..methods.training import (Method, OneChip, Parametric, Standard, Step, cosine_schedule,
-                                fit, optimizer_for, steps_per_epoch)
+from ..methods.training import (FreshChip, Method, OneChip, Parametric, Standard, Step,
+                                cosine_schedule, fit, optimizer_for, steps_per_epoch)
 from ..models.binary import BinaryMLP, VGGBinaryNet, clip_latent_weights
 from ..study.rules import Stat
 from ..study.store import experiment
 
 # --- configs ----------------------------------------------------------------------------------
 
-#: The five training regimes, in the paper's order of Table 1.
-REGIMES = ("ddhr", "ideal", "fixed", "ps_ddhr", "as_ddhr")
+#: The paper's five training regimes, in its order of Table 1.
+PAPER_REGIMES = ("ddhr", "ideal", "fixed", "ps_ddhr", "as_ddhr")
+#: Every regime: the paper's, then this book's sampling of the device model.
+REGIMES = (*PAPER_REGIMES, "sampled")
 #: Display names.
 REGIME_LABELS = {"ideal": "Ideal", "ddhr": "DDHR", "fixed": "Fixed", "ps_ddhr": "PS-DDHR",
-                 "as_ddhr": "AS-DDHR"}
+                 "as_ddhr": "AS-DDHR", "sampled": "Sampled"}
 #: The seed of the Fixed regime's training chip z_0 (never a test chip: those are
 #: 1..instances).
 FIXED_SEED = 10_000
@@ -78,6 +88,8 @@ def method_for(regime: str, train_seed: int = 0) -> Method:
         return OneChip(int(train_seed))
     if regime in ("ps_ddhr", "as_ddhr"):
         return Parametric(approximate=regime == "as_ddhr")
+    if regime == "sampled":
+        return FreshChip()
     raise ParameterError(f"regime={regime!r}: must be one of {', '.join(REGIMES)}")
 
 
@@ -95,7 +107,7 @@ def build_network(config: dict[str, Any]) -> nn.Module:
 #: The knobs of a notebook that every training run of the study shares.
 TRAIN_KNOBS = ("epochs", "n_train", "n_test", "n_test_epoch", "batch_size", "lr", "network",
                "hidden_widths", "width", "sigma_rel_nominal", "mu_p_ohm", "tmr", "r_min_rel",
-               "instance_model", "seed")
+               "instance_model", "precision", "channels_last", "seed")
 
 
 def study_settings(session: Any, **changes: Any) -> dict[str, Any]:
@@ -111,8 +123,8 @@ def study_configs(dataset: str, scales: Sequence[float], instances: int,
                   regimes: Sequence[str] = REGIMES, **common: Any) -> list[dict[str, Any]]:
     """The training runs behind Figs. 4 and 5 and Table 1 for one dataset.
 
-    Ideal is trained once and tested at every level; Fixed, PS-DDHR and AS-DDHR once per
-    level; DDHR once per level and test chip (trained and tested on z_i). Test chips are
+    Ideal is trained once and tested at every level; Fixed, PS-DDHR, AS-DDHR and Sampled once
+    per level; DDHR once per level and test chip (trained and tested on z_i). Test chips are
     seeds 1..instances, the same chips at every level.
 
     Args:
@@ -138,7 +150,7 @@ def study_configs(dataset: str, scales: Sequence[float], instances: int,
         out.append(dict(base, regime="ideal", train_scale=0.0,
                         eval_scales=[0.0, *map(float, scales)]))
     for s in map(float, scales):
-        for r in ("fixed", "ps_ddhr", "as_ddhr"):
+        for r in ("fixed", "ps_ddhr", "as_ddhr", "sampled"):
             if r in regimes:
                 out.append(dict(base, regime=r, train_scale=s, eval_scales=[s],
                                 train_seed=FIXED_SEED if r == "fixed" else 0))
@@ -216,7 +228,8 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
             ``epochs``, ``n_train``, ``n_test``, ``n_test_epoch`` (test images for the
             per-epoch curves), ``batch_size``, ``lr``, ``network``, ``hidden_widths``/``width``,
             the cell (``sigma_rel_nominal``, ``mu_p_ohm``, ``tmr``, ``r_min_rel``),
-            ``instance_model``, ``torch_device`` (``cpu`` or ``cuda``), ``seed``.
+            ``instance_model``, ``precision`` and ``channels_last`` (CUDA arithmetic),
+            ``torch_device`` (``cpu`` or ``cuda``), ``seed``.
 
     Returns:
         ``history`` (epochs x eval scales x chips) and ``final`` (eval scales x chips)
@@ -234,17 +247,21 @@ def train_run(config: dict[str, Any]) -> dict[str, Any]:
                             steps_per_epoch(len(y), config["batch_size"]))
     step = Step(model, opt, hardware_at(config, config["train_scale"]),
                 method_for(config["regime"], config["train_seed"]),
-                after_step=clip_latent_weights)
+                generator=torch.Generator(device).manual_seed(int(config["seed"]) + 2),
+                after_step=clip_latent_weights, precision=config["precision"],
+                channels_last=config["channels_last"] and config["network"] == "vgg")
     tests = {s: hardware_at(config, s) for s in [0.0, *config["eval_scales"]]}
     history, clean = [], []
 
     def evaluate(xs, ys):
         return np.stack([accuracy_on_chips(model, tests[s], xs, ys, config["eval_seeds"],
-                                           EVAL_BATCH) for s in config["eval_scales"]])
+                                           EVAL_BATCH, config["precision"])
+                         for s in config["eval_scales"]])
 
     def on_epoch(_):
         history.append(evaluate(xe, ye))
-        clean.append(float(accuracy_on_chips(model, tests[0.0], xe, ye, [0], EVAL_BATCH)[0]))
+        clean.append(float(accuracy_on_chips(model, tests[0.0], xe, ye, [0], EVAL_BATCH,
+                                             config["precision"])[0]))
 
     hist = fit(step, x, y, config["epochs"], config["batch_size"], config["seed"], sched,
                on_epoch=on_epoch, desc=f"{config['regime']} x{config['train_scale']:g}")
@@ -324,7 +341,8 @@ def run_study(session, datasets: Sequence[str], scales: Sequence[float], instanc
     configs = [c for d in datasets for c in study_configs(d, scales, instances, regimes,
                                                           **common)]
     entries = run_sweep(train_run, configs, session.store, desc="S-DDHR training runs",
-                        device=str(session.torch_device))
+                        device=str(session.torch_device),
+                        run_gib=3.0 if common.get("network") == "vgg" else 0.5)
     final, history = [], []
     for cfg, e in zip(configs, entries):
         for k, scale in enumerate(cfg["eval_scales"]):
@@ -395,6 +413,35 @@ def level_monte_carlo(M: int, cell: MRAMCell, n: int, seed: int,
                      "var_err": var / v1[k] - 1,
                      "mean_se_rel": float(g[:, k].std(ddof=1) / math.sqrt(n) / m1[k]),
                      "var_se_rel": math.sqrt(2 / (n - 1)) * var / v1[k]})
+    return pd.DataFrame(rows)
+
+
+def moment_gap_table(scales: Sequence[float], M: int, sigma_rel: float = SIGMA_REL_NOMINAL,
+                     mu_p: float = MU_P_OHM, tmr: float = TMR, r_min_rel: float = R_MIN_REL
+                     ) -> pd.DataFrame:
+    """Why PS-DDHR's first-order model and chips of the device model part: per variation
+    multiple, what an M-row column's pre-activation does on Gaussian-resistance chips that the
+    first-order model leaves out (exact moments of G = 1/R by quadrature, no sampling).
+
+    Columns: ``scale``; ``sigma_rel`` (sigma/mu); ``floored`` (the share of cells at the
+    resistance floor); ``g_mean_rise`` (E[G] mu - 1, the same in both states); ``shift`` (the
+    mean of u_n above the ideal u at u = 0, in pre-activation units), ``shift_sd`` (that shift
+    in standard deviations of u_n over chips), ``shift_rel`` (that shift over sqrt(M), the
+    spread of u over random +-1 inputs and weights) and ``std_ratio`` (the exact std of u_n
+    over the first-order std PS-DDHR samples).
+    """
+    rows = []
+    for scale in map(float, scales):
+        cell = MRAMCell.from_variation(sigma_rel, scale, mu_p, tmr, r_min_rel)
+        shift, std = preactivation_shift(0.0, M, cell)
+        first = preactivation_std(0.0, M, cell)
+        mean_p, _ = g_moments_exact(cell.mu_p, cell.sigma_p, r_min_rel)
+        rows.append({"scale": scale, "sigma_rel": cell.sigma_p / cell.mu_p,
+                     "floored": prob_below_floor(cell.mu_p, cell.sigma_p, r_min_rel),
+                     "g_mean_rise": mean_p * cell.mu_p - 1.0, "shift": float(shift),
+                     "shift_sd": float(shift / std) if std > 0 else 0.0,
+                     "shift_rel": float(shift) / math.sqrt(M),
+                     "std_ratio": float(std / first) if first > 0 else 1.0})
     return pd.DataFrame(rows)
 
 
@@ -489,9 +536,15 @@ def readings_table1(final: pd.DataFrame, dataset: str, scale: float
         "sddhr.tcas.drop": ({"value": clean.mean - worse},
                             f"variability-free {clean.mean:.1f}; {table}"),
     }
-    for r in REGIMES:
+    for r in PAPER_REGIMES:
         if r in at:
             out[f"sddhr.table1.{r}"] = ({"value": at[r].mean}, f"{at[r]} over chips")
+    if "sampled" in at:  # this book's findings on the Sampled regime
+        gap = f"{scale:g}x: Sampled {at['sampled']}, PS-DDHR " + (
+            f"{at['ps_ddhr']}" if "ps_ddhr" in at else "not run") + ", DDHR " + (
+            f"{at['ddhr']}" if "ddhr" in at else "not run")
+        out["sddhr.findings.sampled_beats_ps"] = (at, gap)
+        out["sddhr.findings.sampled_near_ddhr"] = (at, gap)
     for r in ("ps_ddhr", "as_ddhr"):
         if r in at:
             out[f"sddhr.sec44.{r}_drop"] = ({"value": clean.mean - at[r].mean},

@@ -35,6 +35,38 @@ from torch import nn
 from ..errors import ParameterError
 
 
+# --- arithmetic: what mixed precision may and may not touch ----------------------------------
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """Within the block, CUDA matrix products and convolutions use TF32 (``enabled``) or full
+    float32; the previous settings come back on exit."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+@contextlib.contextmanager
+def float32_products(device: torch.device, exact: bool = True) -> Iterator[None]:
+    """Within the block a device model computes in float32, whatever mixed precision the
+    training loop runs: autocast is off, and with ``exact`` TF32 too. A device model's noise,
+    faults and quantization keep the precision the model defines; products of +-1 (the XNOR
+    arrays' ideal readout) are exact in TF32 as well, so they pass ``exact=False``."""
+    if device.type != "cuda":
+        yield
+        return
+    with torch.autocast("cuda", enabled=False):
+        if exact:
+            with tf32(False):
+                yield
+        else:
+            yield
+
+
 class Chip(ABC):
     """One chip: a fixed sample of a hardware model (or its expected chip).
 

@@ -11,7 +11,15 @@ that ``b/s`` spans the same range as ``W``). Every entry of the folded matrix is
 ``W~_ij -> W~_ij + nu_ij`` with ``nu_ij`` i.i.d. and approximately Gaussian; programming error
 and conductance variation are proportional to the device's dynamic range (Fig. 3), so the
 standard deviation of ``nu_ij`` is a fraction ``sigma`` of the range ``max_ij |W~_ij|``
-mapped onto the devices, and a device drift adds a mean ``shift`` in the same unit.
+mapped onto the devices.
+
+A device drift (the poster's mean shift, Fig. 8) depends on how a number is stored. The poster
+stores each real number on a *pair* of devices (Fig. 2), W~ = G+ - G-: a drift common to both
+devices, G -> G + d, cancels in the difference; a drift in proportion to each device's
+programmed conductance, G -> (1 + shift) G, survives as a gain, W~ -> (1 + shift) W~. That is
+the default model (``shift_model="pair"``). The ablation ``"single"`` stores each number on one
+device with an offset mapping, where a drift of ``shift`` times the range adds to every entry,
+W~ -> W~ + shift R.
 
 Pieces, each composing with any torch model:
 
@@ -166,16 +174,24 @@ def folded_forward(layer: nn.Module, x: torch.Tensor, fold: str = "range",
 # --- noise models -------------------------------------------------------------------------
 
 
+#: How a device drift acts on a stored number (see the module text).
+SHIFT_MODELS = ("pair", "single")
+
+
 @dataclass(frozen=True)
 class GaussianPerturbation:
-    """Gaussian perturbation of every crossbar entry: ``nu_ij ~ N(shift R, (sigma R)^2)``.
+    """Gaussian perturbation of every crossbar entry, ``nu_ij ~ N(0, (sigma R)^2)``, and a
+    device drift ``shift``.
 
     ``R = max_ij |W~_ij|`` is the dynamic range of the layer's crossbar as mapped from its
     weights (Fig. 3 of the poster: programming error and conductance variation scale with the
-    device's dynamic range). The poster's p(nu), and HA-SGD's training distribution q.
+    device's dynamic range). The poster's p(nu), and HA-SGD's training distribution q. The
+    drift acts after programming: ``W~ -> (1 + shift)(W~ + nu)`` on differential pairs (the
+    default), ``W~ -> W~ + nu + shift R`` on single devices (see the module text).
 
     Raises:
-        ParameterError: a negative or non-finite ``sigma``, or a non-finite ``shift``.
+        ParameterError: a negative or non-finite ``sigma``, a non-finite ``shift``, or an
+            unknown ``shift_model``.
     """
 
     sigma: float = 0.0
@@ -183,10 +199,18 @@ class GaussianPerturbation:
     poster's "5 % noise"). Dimensionless, >= 0."""
 
     shift: float = 0.0
-    """Mean of nu_ij, the device drift, as a fraction of the dynamic range R. Dimensionless,
-    any sign."""
+    """The device drift: on pairs, each device's relative conductance change (the gain
+    1 + shift of the stored number); on single devices, the mean of nu_ij as a fraction of
+    the dynamic range R. Dimensionless, any sign (> -1 on pairs)."""
+
+    shift_model: str = "pair"
+    """``"pair"`` (the poster's differential pair, Fig. 2) or ``"single"`` (one device with an
+    offset mapping; an ablation)."""
 
     def __post_init__(self) -> None:
+        if self.shift_model not in SHIFT_MODELS:
+            raise ParameterError(f"shift_model={self.shift_model!r}: must be one of "
+                                 f"{', '.join(SHIFT_MODELS)}")
         if (isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float))
                 or not math.isfinite(self.sigma) or self.sigma < 0):
             raise ParameterError(f"sigma={self.sigma!r}: must be a float >= 0 "
@@ -195,6 +219,9 @@ class GaussianPerturbation:
                 or not math.isfinite(self.shift)):
             raise ParameterError(f"shift={self.shift!r}: must be a finite float "
                                  "(fraction of the dynamic range)")
+        if self.shift_model == "pair" and self.shift <= -1:
+            raise ParameterError(f"shift={self.shift!r}: a pair's relative drift must be > -1 "
+                                 "(a conductance cannot reach zero or below)")
 
     @property
     def is_zero(self) -> bool:
@@ -260,13 +287,17 @@ class Crossbars:
             saved.copy_(p)
         if noise.sigma > 0:
             self._noise.normal_(generator=generator)
+        pair = noise.shift_model == "pair"
         for (layer, p, kind), (nu, _) in zip(self.params, self._views):
             s, rng = by_layer[id(layer)]
             scale = rng if kind == "weight" else rng * s
             if noise.sigma > 0:
                 p.addcmul_(nu, scale * noise.sigma)
             if noise.shift != 0:
-                p.add_(scale * noise.shift)
+                if pair:  # each device of the pair drifts in proportion: a gain
+                    p.mul_(1.0 + noise.shift)
+                else:  # one device, offset mapping: every entry moves by shift R
+                    p.add_(scale * noise.shift)
         self.perturbed = True
 
     @torch.no_grad()
@@ -410,7 +441,8 @@ class CrossbarChip(Chip):
     @contextlib.contextmanager
     def attached(self, model: nn.Module) -> Iterator[nn.Module]:  # noqa: D102
         hw: AnalogCrossbar = self.hardware  # type: ignore[assignment]
-        noise = hw.noise if self.noisy else GaussianPerturbation(0.0, hw.noise.shift)
+        noise = hw.noise if self.noisy else GaussianPerturbation(0.0, hw.noise.shift,
+                                                                  hw.noise.shift_model)
         adc = hw.adc.attached(model) if hw.adc is not None else contextlib.nullcontext()
         with adc:
             if noise.is_zero:
@@ -480,4 +512,5 @@ class AnalogCrossbar(Hardware):
 
     def config(self) -> dict[str, Any]:  # noqa: D102
         return {"family": self.family, "sigma": self.noise.sigma, "shift": self.noise.shift,
-                "fold": self.fold, "adc_bits": self.adc.bits if self.adc is not None else 0}
+                "shift_model": self.noise.shift_model, "fold": self.fold,
+                "adc_bits": self.adc.bits if self.adc is not None else 0}

@@ -11,8 +11,11 @@ form, its second-order correction, the exact density of G, and Monte Carlo sampl
 
 Choices where the paper is silent (its foundry data is confidential and normalized):
 
-* nominal sigma/mu = 0.03 for both states (MTJ resistance spreads of a few percent are
-  typical of published STT-MRAM arrays), mu_P = 3 kOhm and TMR = 100 % (mu_AP = 2 mu_P);
+* nominal sigma/mu = 0.05 for both states: the measured spread of a 40-nm STT-MRAM
+  compute-in-memory chip (R_P 5.1 %, R_AP 5.2 %; Nature Electronics 8, 1046, 2025) and the
+  values in the public simulator of one of the paper's authors (5.3 % in both states;
+  github.com/lungyenc/mram_mult); mu_P = 3 kOhm and TMR = 100 % (mu_AP = 2 mu_P), between
+  those two sources' 2.1-3.4 kOhm and 115-173 %;
 * a Gaussian resistance can be negative. Samples are clipped at ``r_min_rel * mu``
   (default 0.1): without a floor 1/R has no finite mean at any sigma > 0, and a real cell has
   a minimum resistance.
@@ -31,10 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ParameterError
-from .base import Chip, Hardware
+from .base import Chip, Hardware, float32_products
 
 #: Default nominal relative spread sigma/mu of R_P and R_AP (this book's choice).
-SIGMA_REL_NOMINAL = 0.03
+SIGMA_REL_NOMINAL = 0.05
 #: Default mean parallel resistance mu_P, ohm.
 MU_P_OHM = 3_000.0
 #: Default tunnel magnetoresistance ratio (mu_AP - mu_P) / mu_P.
@@ -137,13 +140,97 @@ def g_moments_second_order(mu: float, sigma: float) -> tuple[float, float]:
 
 
 def g_density(g: np.ndarray, mu: float, sigma: float) -> np.ndarray:
-    """Exact density of G = 1/R for R ~ N(mu, sigma^2) (no floor), at conductances ``g`` > 0.
+    """Exact density of G = 1/R for R ~ N(mu, sigma^2) (no floor), at conductances ``g``
+    (sigma > 0; a point mass has no density).
 
     f_G(g) = phi((1/g - mu) / sigma) / (sigma g^2), by the change of variables R = 1/G.
     """
+    _positive("mu", mu)
+    _positive("sigma", sigma)
     g = np.asarray(g, dtype=float)
-    z = (1.0 / g - mu) / sigma
-    return np.exp(-0.5 * z**2) / (sigma * math.sqrt(2 * math.pi) * g**2)
+    out = np.zeros_like(g)  # the density tends to 0 at g = 0
+    nz = g != 0  # g < 0: the (tiny) mass of negative resistances
+    z = (1.0 / g[nz] - mu) / sigma
+    out[nz] = np.exp(-0.5 * z**2) / (sigma * math.sqrt(2 * math.pi) * g[nz] ** 2)
+    return out
+
+
+def g_moments_exact(mu: float, sigma: float, r_min_rel: float = R_MIN_REL
+                    ) -> tuple[float, float]:
+    """Exact mean and variance of the device model's conductance, G = 1 / max(R, r_min),
+    R ~ N(mu, sigma^2), r_min = ``r_min_rel * mu``, by numerical quadrature.
+
+    Beside :func:`g_moments_first_order` (the paper's) this shows what the first-order form
+    leaves out: the mean rises by about (sigma/mu)^2 relative, and at large sigma/mu the
+    floor's tail (P(R < r_min) cells at conductance 1/r_min) dominates the variance.
+
+    Returns:
+        (mean, variance) of G, in siemens and siemens^2.
+    """
+    from scipy import integrate, stats
+
+    _positive("mu", mu)
+    _positive("sigma", sigma, allow_zero=True)
+    if not 0 < r_min_rel <= 1:
+        raise ParameterError(f"r_min_rel={r_min_rel!r}: must be in (0, 1]")
+    if sigma == 0:
+        return 1.0 / mu, 0.0
+    r0 = r_min_rel * mu
+    below = stats.norm.cdf((r0 - mu) / sigma)
+    hi = mu + 12 * sigma
+    pdf = stats.norm(mu, sigma).pdf
+    kink = [x for x in (mu - 3 * sigma, mu, mu + 3 * sigma) if r0 < x < hi]
+    m1 = below / r0 + integrate.quad(lambda r: pdf(r) / r, r0, hi, points=kink, limit=200,
+                                     epsabs=0, epsrel=1e-12)[0]
+    m2 = below / r0**2 + integrate.quad(lambda r: pdf(r) / r**2, r0, hi, points=kink,
+                                        limit=200, epsabs=0, epsrel=1e-12)[0]
+    return m1, m2 - m1**2
+
+
+def preactivation_shift(u_ideal, M: int, cell: MRAMCell):
+    """Mean and standard deviation of u_n on chips of the device model, given the ideal
+    pre-activation u = p1 - p-1: the exact moments of G = 1/R (:func:`g_moments_exact`)
+    through :func:`conductance_to_preactivation`.
+
+    The first-order model (PS-DDHR's) has mean u and the std of :func:`preactivation_std`;
+    the device model's mean is shifted by 2 (p1 dG_P + p-1 dG_AP) / (G_P0 - G_AP0), with dG
+    each state's mean rise over 1/mu: an offset that grows with M (sigma/mu)^2.
+
+    Returns:
+        ``(shift, std)``: E[u_n] - u and the std of u_n, like ``u_ideal``.
+    """
+    _check_u(u_ideal, M)
+    ep, vp = g_moments_exact(cell.mu_p, cell.sigma_p, cell.r_min_rel)
+    eap, vap = g_moments_exact(cell.mu_ap, cell.sigma_ap, cell.r_min_rel)
+    gp, gap = 1.0 / cell.mu_p, 1.0 / cell.mu_ap
+    dg = gp - gap
+    p1, pm = (M + u_ideal) / 2, (M - u_ideal) / 2
+    shift = 2 * (p1 * (ep - gp) + pm * (eap - gap)) / dg
+    std = (4 * (p1 * vp + pm * vap) / dg**2) ** 0.5
+    return shift, std
+
+
+def _check_u(u, M: int) -> None:
+    if not isinstance(M, (int, np.integer)) or M < 1:
+        raise ParameterError(f"M={M!r}: must be a whole number >= 1")
+    bound = float(u.detach().abs().max()) if isinstance(u, torch.Tensor) \
+        else float(np.max(np.abs(u)))
+    if not bound <= M:
+        raise ParameterError(f"u_ideal: an M={M}-row column's pre-activation lies in [-M, M]; "
+                             f"got |u| up to {bound:g}")
+
+
+def read_error_rate(cell: MRAMCell) -> float:
+    """The bit error rate of a conventional memory read of this cell: the reference resistance
+    at the geometric mean sqrt(mu_P mu_AP), a P cell read wrong when R_P is above it and an AP
+    cell when R_AP is below it, averaged over the two states (Gaussian resistances). It says
+    what a variation level means for the same cells used as plain memory."""
+    from scipy import stats
+
+    ref = math.sqrt(cell.mu_p * cell.mu_ap)
+    wrong_p = stats.norm.sf(ref, cell.mu_p, cell.sigma_p) if cell.sigma_p > 0 else 0.0
+    wrong_ap = stats.norm.cdf(ref, cell.mu_ap, cell.sigma_ap) if cell.sigma_ap > 0 else 0.0
+    return 0.5 * (float(wrong_p) + float(wrong_ap))
 
 
 def prob_below_floor(mu: float, sigma: float, r_min_rel: float) -> float:
@@ -157,8 +244,10 @@ def prob_below_floor(mu: float, sigma: float, r_min_rel: float) -> float:
 def sample_resistance(mu: float, sigma: float, shape: tuple[int, ...] | int,
                       generator: torch.Generator, r_min_rel: float = R_MIN_REL,
                       dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Draw resistances R ~ N(mu, sigma^2), clipped at ``r_min_rel * mu``, ohm."""
-    r = torch.randn(shape, generator=generator, dtype=dtype).mul_(sigma).add_(mu)
+    """Draw resistances R ~ N(mu, sigma^2), clipped at ``r_min_rel * mu``, ohm (on the
+    generator's device)."""
+    r = torch.randn(shape, generator=generator, dtype=dtype,
+                    device=generator.device).mul_(sigma).add_(mu)
     return r.clamp_(min=r_min_rel * mu)
 
 
@@ -208,8 +297,15 @@ def preactivation_std(u_ideal, M: int, cell: MRAMCell):
 
     With p1 = (M + u)/2 and p-1 = (M - u)/2, Var[u_n] = 4 (p1 sigma_GP^2 + p-1
     sigma_GAP^2) / (G_P0 - G_AP0)^2, where sigma_G^2 = sigma^2/mu^4 (paper, Sec. 4.3).
-    Works on numbers, numpy arrays and torch tensors alike.
+    Works on numbers, numpy arrays and torch tensors alike; |u| > M is refused (no column
+    of M rows computes it).
     """
+    _check_u(u_ideal, M)
+    return _first_order_std(u_ideal, M, cell)
+
+
+def _first_order_std(u_ideal, M: int, cell: MRAMCell):
+    """:func:`preactivation_std` without the input check (the training hot path)."""
     _, vp = g_moments_first_order(cell.mu_p, cell.sigma_p)
     _, vap = g_moments_first_order(cell.mu_ap, cell.sigma_ap)
     dg = 1.0 / cell.mu_p - 1.0 / cell.mu_ap
@@ -242,39 +338,44 @@ class ArrayInstance:
 
     @classmethod
     def sample(cls, M: int, N: int, cell: MRAMCell, seed: int, instances: int | None = None,
-               dtype: torch.dtype = torch.float32, model: str = "conductance"
-               ) -> "ArrayInstance":
-        """Draw one instance (or ``instances`` of them, stacked first), reproducibly from ``seed``.
+               dtype: torch.dtype = torch.float32, model: str = "conductance",
+               device: torch.device | str = "cpu") -> "ArrayInstance":
+        """Draw one instance (or ``instances`` of them, stacked first), reproducibly from
+        ``seed``, on ``device``.
 
         Args:
             M: rows.
             N: columns.
             cell: the resistance distributions.
-            seed: the instance's seed.
+            seed: the instance's seed (with a generator on ``device``: the same seed gives
+                the same instance on one kind of device; CPU and CUDA draw different streams
+                from the same distribution).
             instances: stack this many instances (``None``: one, unstacked).
-            dtype: the conductances' dtype.
+            dtype: the dtype the draws are made and kept in (float32 by default: a relative
+                precision of 1e-7, far below any variation level).
             model: ``"conductance"``: G ~ N(1/mu, sigma^2/mu^4), the paper's first-order model
                 of Sec. 4.3 (negative draws clipped at 0); ``"resistance"``: R ~ N(mu, sigma^2)
                 clipped at ``r_min_rel * mu`` and G = 1/R, the device model behind it, whose
                 mean conductance is higher by about (sigma/mu)^2.
+            device: where the instance is drawn and kept.
         """
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator(device=torch.device(device)).manual_seed(int(seed))
         shape = (2, M, N) if instances is None else (instances, 2, M, N)
         if model == "resistance":
             g_p = sample_resistance(cell.mu_p, cell.sigma_p, shape, gen, cell.r_min_rel,
-                                    torch.float64).reciprocal_()
+                                    dtype).reciprocal_()
             g_ap = sample_resistance(cell.mu_ap, cell.sigma_ap, shape, gen, cell.r_min_rel,
-                                     torch.float64).reciprocal_()
+                                     dtype).reciprocal_()
         elif model == "conductance":
             draws = []
             for mu, sigma in ((cell.mu_p, cell.sigma_p), (cell.mu_ap, cell.sigma_ap)):
                 m, v = g_moments_first_order(mu, sigma)
-                draws.append(torch.randn(shape, generator=gen, dtype=torch.float64)
+                draws.append(torch.randn(shape, generator=gen, dtype=dtype, device=gen.device)
                              .mul_(math.sqrt(v)).add_(m).clamp_(min=0.0))
             g_p, g_ap = draws
         else:
             raise ParameterError(f"model={model!r}: must be 'conductance' or 'resistance'")
-        return cls(g_p.to(dtype), g_ap.to(dtype), cell)
+        return cls(g_p, g_ap, cell)
 
     def _cells(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Conductances read through cell + (a_m = +1) and cell - (a_m = -1) of each weight."""
@@ -331,16 +432,32 @@ class ArrayInstance:
 
 
 class ExactReadout:
-    """Variability-free columns: u = W a exactly (loss (3); the expected chip)."""
+    """Variability-free columns: u = W a exactly (loss (3); the expected chip).
+
+    Readouts compute in float32 whatever mixed precision a training loop runs
+    (:func:`hwlib.hardware.base.float32_products`): the ideal readout's products of +-1 are
+    exact in float32 and in TF32, but a bfloat16 sum of M of them is not (8 bits of mantissa);
+    a chip's conductances keep full float32.
+    """
 
     name = "ideal"
+    #: Whether TF32 must be off too (a chip's real-valued conductances).
+    exact = False
 
     def linear(self, layer: Any, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """The layer's pre-activation for inputs ``a`` and binary weights ``w`` (N, M)."""
-        return F.linear(a, w)
+        with float32_products(w.device, self.exact):
+            return self._linear(layer, a.float(), w.float())
 
     def conv(self, layer: Any, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """The convolution's pre-activation (kernels unrolled: M = C k k rows)."""
+        with float32_products(w.device, self.exact):
+            return self._conv(layer, a.float(), w.float())
+
+    def _linear(self, layer: Any, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return F.linear(a, w)
+
+    def _conv(self, layer: Any, a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return F.conv2d(a, w, padding=layer.padding)
 
 
@@ -359,6 +476,17 @@ class _ThroughExpectation(torch.autograd.Function):
         return grad @ w, g2.t() @ a.reshape(-1, a.shape[-1]), None, None
 
 
+def _even_term(a: torch.Tensor, w_even: torch.Tensor, pad: Any) -> torch.Tensor:
+    """``conv(|a|, W_even)``: what every driven row adds to a column whatever its sign. When
+    every input is +-1 (binary activations; only the zero padding is not driven) it is the
+    same for every image: one convolution of an all-ones image, broadcast over the batch."""
+    mag = a.detach().abs()
+    if bool((mag == 1).all()):
+        ones = torch.ones((1, *a.shape[1:]), dtype=a.dtype, device=a.device)
+        return F.conv2d(ones, w_even, padding=pad)
+    return F.conv2d(mag, w_even, padding=pad)
+
+
 class InstanceReadout(ExactReadout):
     """Fixed hardware instances: every cell's resistance sampled once, reproducibly.
 
@@ -374,6 +502,7 @@ class InstanceReadout(ExactReadout):
             :meth:`ArrayInstance.sample`.
     """
 
+    exact = True
     name = "instance"
 
     def __init__(self, cell: MRAMCell, seeds: Sequence[int], stacked: bool = False,
@@ -387,22 +516,22 @@ class InstanceReadout(ExactReadout):
         self._arrays: dict[tuple[int, int, int], ArrayInstance] = {}
 
     def array(self, layer: Any, M: int, N: int) -> ArrayInstance:
-        """The (cached) array instance of one layer."""
-        key = (layer.array_index, M, N)  # a chip's arrays are seeded by layer index
+        """The (cached) array instance of one layer, drawn on the layer's device."""
+        device = layer.weight.device
+        key = (layer.array_index, M, N, str(device))  # a chip's arrays: seeded by layer index
         if key not in self._arrays:
             index = layer.array_index
-            parts = [ArrayInstance.sample(M, N, self.cell, 1000 * s + index, model=self.model)
-                     for s in self.seeds]  # drawn on the CPU: the same chip on any device
-            device = layer.weight.device
+            parts = [ArrayInstance.sample(M, N, self.cell, 1000 * s + index, model=self.model,
+                                          device=device) for s in self.seeds]
             if self.stacked:
-                arr = ArrayInstance(torch.stack([p.g_p for p in parts]).to(device),
-                                    torch.stack([p.g_ap for p in parts]).to(device), self.cell)
+                arr = ArrayInstance(torch.stack([p.g_p for p in parts]),
+                                    torch.stack([p.g_ap for p in parts]), self.cell)
             else:
-                arr = ArrayInstance(parts[0].g_p.to(device), parts[0].g_ap.to(device), self.cell)
+                arr = parts[0]
             self._arrays[key] = arr
         return self._arrays[key]
 
-    def linear(self, layer, a, w):  # noqa: D102
+    def _linear(self, layer, a, w):  # noqa: D102
         arr = self.array(layer, w.shape[1], w.shape[0])
         w_odd, w_even = arr.effective_weights(w.t())
         even_sum = w_even.sum(dim=-2, keepdim=True)
@@ -410,7 +539,7 @@ class InstanceReadout(ExactReadout):
             return a @ w_odd + even_sum
         return _ThroughExpectation.apply(a, w, w_odd, even_sum)
 
-    def conv(self, layer, a, w):  # noqa: D102
+    def _conv(self, layer, a, w):  # noqa: D102
         n, c, kh, kw = w.shape
         arr = self.array(layer, c * kh * kw, n)
         w_odd, w_even = arr.effective_weights(w.reshape(n, -1).t())
@@ -422,11 +551,106 @@ class InstanceReadout(ExactReadout):
         if self.stacked:  # conv layers: one pass per instance
             return torch.stack([
                 F.conv2d(a[i] if a.dim() == 5 else a, as_kernel(w_odd[i]), padding=pad)
-                + F.conv2d((a[i] if a.dim() == 5 else a).abs(), as_kernel(w_even[i]),
-                           padding=pad)
+                + _even_term(a[i] if a.dim() == 5 else a, as_kernel(w_even[i]), pad)
                 for i in range(len(self.seeds))])
-        u_z = (F.conv2d(a, as_kernel(w_odd), padding=pad)
-               + F.conv2d(a.abs(), as_kernel(w_even), padding=pad))
+        u_z = F.conv2d(a, as_kernel(w_odd), padding=pad) + _even_term(a, as_kernel(w_even), pad)
+        u = F.conv2d(a, w, padding=pad)
+        return u + (u_z - u).detach()  # forward through z, gradient through E[Z]
+
+
+class FreshReadout(ExactReadout):
+    """A fresh chip for one training step, drawn from the device model on the layer's device.
+
+    The chip a step computes through is a full array instance (:class:`InstanceReadout`),
+    but a step reads each cell in one state only: cell ``+`` of weight W_mn is in P when
+    W_mn = +1 and in AP otherwise, cell ``-`` the reverse. So only the two cells' current
+    states are drawn: 2 M N numbers per array instead of 4 M N, in float32, on the torch
+    device of the weights, from the step's generator (the same distribution as an instance's
+    cells in those states; a different random stream). The forward pass runs through the
+    instance, the gradient through the expected chip (Algorithm 1 of the paper), exactly as
+    for :class:`InstanceReadout`.
+
+    A fresh chip serves the forward pass of one step: its cells are drawn at the first pass
+    through each layer and kept while the chip lives; the weights must not change sign in
+    between (a training step discards its chip before the optimizer step).
+
+    Args:
+        cell: the bit cells' resistance distributions.
+        generator: the step's generator (``None``: torch's global one). On CUDA, a CPU
+            generator seeds a device generator once per chip.
+        model: ``"resistance"`` (Gaussian resistances, G = 1/R, floored) or
+            ``"conductance"`` (the first-order Gaussian conductances, floored at 0).
+    """
+
+    exact = True
+    name = "fresh"
+
+    def __init__(self, cell: MRAMCell, generator: torch.Generator | None,
+                 model: str = "resistance") -> None:
+        if model not in INSTANCE_MODELS:
+            raise ParameterError(f"instance_model={model!r}: must be one of "
+                                 f"{', '.join(INSTANCE_MODELS)}")
+        self.cell = cell
+        self.model = model
+        self.generator = generator
+        self._device_gens: dict[torch.device, torch.Generator] = {}
+        self._drawn: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _generator(self, device: torch.device) -> torch.Generator | None:
+        gen = self.generator
+        if gen is None or gen.device.type == device.type:
+            return gen
+        if device not in self._device_gens:
+            seed = int(torch.randint(0, 2 ** 62, (1,), generator=gen))
+            self._device_gens[device] = torch.Generator(device).manual_seed(seed)
+        return self._device_gens[device]
+
+    def weights(self, layer: Any, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w_odd, w_even)`` of this chip's array for binary weights ``w`` (M, N), as in
+        :meth:`ArrayInstance.effective_weights` (drawn once per layer and chip).
+
+        Each selected cell's conductance is G = g_s / max(1 + e_s z, r_min_rel) for Gaussian
+        resistances (R = mu_s (1 + e_s z) floored at r_min_rel mu_s, G = 1/R) and
+        G = g_s max(1 + e_s z, 0) for first-order conductances, with g_s = 1/mu_s and
+        e_s = sigma_s/mu_s of the cell's state s and z ~ N(0, 1).
+        """
+        key = layer.array_index
+        if key not in self._drawn:
+            c = self.cell
+            gp, gap = 1.0 / c.mu_p, 1.0 / c.mu_ap
+            dg = gp - gap
+            plus = (w > 0).to(torch.float32)  # 1: cell + in P and cell - in AP
+            e_p, e_ap = c.sigma_p / c.mu_p, c.sigma_ap / c.mu_ap
+            z = torch.randn((2, *w.shape), generator=self._generator(w.device),
+                            dtype=torch.float32, device=w.device)
+            if e_p == e_ap:
+                t = z.mul_(e_p).add_(1.0)
+            else:  # cell + has state P where plus, cell - has state P elsewhere
+                sel = torch.stack((plus, 1.0 - plus))
+                t = z.mul_(sel * (e_p - e_ap) + e_ap).add_(1.0)
+            if self.model == "resistance":
+                t = t.clamp_(min=c.r_min_rel).reciprocal_()
+            else:
+                t = t.clamp_(min=0.0)
+            g_plus = t[0].mul_(plus * (gp - gap) + gap)
+            g_minus = t[1].mul_(plus * (gap - gp) + gp)
+            self._drawn[key] = ((g_plus - g_minus).div_(dg),
+                                g_plus.add_(g_minus).sub_(gp + gap).div_(dg))
+        return self._drawn[key]
+
+    def _linear(self, layer, a, w):  # noqa: D102
+        w_odd, w_even = self.weights(layer, w.t())
+        even_sum = w_even.sum(dim=-2, keepdim=True)
+        if not torch.is_grad_enabled():
+            return a @ w_odd + even_sum
+        return _ThroughExpectation.apply(a, w, w_odd, even_sum)
+
+    def _conv(self, layer, a, w):  # noqa: D102
+        n, c, kh, kw = w.shape
+        w_odd, w_even = self.weights(layer, w.reshape(n, -1).t())
+        pad = layer.padding
+        u_z = (F.conv2d(a, w_odd.t().reshape(n, c, kh, kw), padding=pad)
+               + _even_term(a, w_even.t().reshape(n, c, kh, kw), pad))
         u = F.conv2d(a, w, padding=pad)
         return u + (u_z - u).detach()  # forward through z, gradient through E[Z]
 
@@ -434,19 +658,20 @@ class InstanceReadout(ExactReadout):
 class ParametricReadout(ExactReadout):
     """PS-DDHR: u_n ~ N(W a, sigma^2(a, W)), resampled at every forward pass (first order)."""
 
+    exact = True
     name = "ps_ddhr"
 
     def __init__(self, cell: MRAMCell) -> None:
         self.cell = cell
 
     def _noisy(self, u: torch.Tensor, M: int) -> torch.Tensor:
-        std = preactivation_std(u.detach().clamp(-M, M), M, self.cell)
+        std = _first_order_std(u.detach().clamp(-M, M), M, self.cell)
         return u + std * torch.randn_like(u)
 
-    def linear(self, layer, a, w):  # noqa: D102
+    def _linear(self, layer, a, w):  # noqa: D102
         return self._noisy(F.linear(a, w), w.shape[1])
 
-    def conv(self, layer, a, w):  # noqa: D102
+    def _conv(self, layer, a, w):  # noqa: D102
         # M counts every row of the unrolled kernel, padded ones too (slightly conservative
         # at the borders, where fewer rows are driven)
         return self._noisy(F.conv2d(a, w, padding=layer.padding), w[0].numel())
@@ -550,6 +775,12 @@ class MRAMArray(Hardware):
 
     def expected(self) -> MRAMChip:  # noqa: D102
         return MRAMChip(self, ExactReadout())
+
+    def fresh(self, generator: torch.Generator | None) -> MRAMChip:
+        """A chip for one training step, drawn from the device model: only the cells' current
+        states, on the weights' device (:class:`FreshReadout`; the same distribution as
+        :meth:`sample`'s chips, another random stream)."""
+        return MRAMChip(self, FreshReadout(self.cell, generator, self.instance_model))
 
     def moments(self, approximate: bool = False) -> MRAMChip:
         """PS-DDHR: every column output drawn from N(W a, sigma^2(a, W)) at every forward pass

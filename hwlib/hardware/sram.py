@@ -253,7 +253,16 @@ def bit_masking_codes(q: torch.Tensor, faults: torch.Tensor) -> torch.Tensor:
 
     Returns:
         The masked codes, int8.
+
+    Raises:
+        ParameterError: a code outside [-128, 127] or a mask outside [0, 255] (they would
+            wrap silently).
     """
+    for name, t, lo, hi in (("q", q, -QMAX - 1, QMAX), ("faults", faults, 0, 255)):
+        if t.numel() and (int(t.min()) < lo or int(t.max()) > hi):
+            raise ParameterError(f"{name}: values in [{int(t.min())}, {int(t.max())}]; an 8-bit "
+                                 f"{'code' if name == 'q' else 'fault mask'} must lie in "
+                                 f"[{lo}, {hi}]")
     u = q.to(torch.int32) & 0xFF
     f = faults.to(torch.int32) & 0xFF
     out = torch.where(u >= 0x80, u | f, u & ~f)
@@ -307,6 +316,11 @@ def faulty_cells(n_cells: int, p: float, generator: torch.Generator) -> torch.Te
     check_probability("p", p)
     if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 0:
         raise ParameterError(f"n_cells={n_cells!r}: must be an int >= 0")
+    return _draw_cells(int(n_cells), float(p), generator)
+
+
+def _draw_cells(n_cells: int, p: float, generator: torch.Generator) -> torch.Tensor:
+    """:func:`faulty_cells` without the input checks."""
     if p <= 0 or n_cells <= 0:
         return torch.zeros(0, dtype=torch.int64)
     if p >= 1:
@@ -326,6 +340,51 @@ def faulty_cells(n_cells: int, p: float, generator: torch.Generator) -> torch.Te
         parts.append(pos)
         last = int(pos[-1])
     return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+#: Nested fault maps: levels of ceilings 2^-j, j = 0 .. at most NESTED_LEVELS.
+NESTED_LEVELS = 30
+
+
+def nested_faulty_cells(n_cells: int, p: float, seed: int) -> torch.Tensor:
+    """Sorted positions of the faulty cells among ``n_cells`` at rate ``p``, *nested* in p:
+    the same ``seed`` gives every cell one uniform number u, and a cell is faulty at p when
+    u < p. So a cell faulty at p is faulty at every p' > p, and an accuracy against p is a
+    curve of one chip, not of independent chips.
+
+    Only the cells with u below the first dyadic ceiling c_top = 2^-top >= p are drawn, level
+    by level from the base up, all from one generator seeded with ``seed``. The base level
+    (ceiling 2^-B, floor 0, B = min(30, ceil(log2 n_cells) + 10): below it a memory expects
+    fewer than 2^-10 faults) marks cells at rate 2^-B; level j < B (ceiling 2^-j, floor
+    2^-(j+1)) marks cells at the rate (2^-j - 2^-(j+1)) / (1 - 2^-(j+1)) (:func:`faulty_cells`);
+    every level gives each cell it marks a u uniform between its floor and ceiling, and a
+    cell's u is that of the deepest level marking it. Since 1 - prod over levels k >= j of
+    (1 - r_k) is 2^-j, u is uniform on [0, c_top) with probability c_top, independently per
+    cell. A cell is faulty at p when a level below the top marks it, or the top level marks it
+    with u < p. Every level consumes the same random numbers whatever p is, so the maps of
+    one seed are nested. The cost grows with ``n_cells * 2 p`` plus a few draws per level.
+    """
+    check_probability("p", p)
+    if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 0:
+        raise ParameterError(f"n_cells={n_cells!r}: must be an int >= 0")
+    n_cells, p = int(n_cells), float(p)
+    if p <= 0 or n_cells <= 0:
+        return torch.zeros(0, dtype=torch.int64)
+    if p >= 1:
+        return torch.arange(n_cells, dtype=torch.int64)
+    base = min(NESTED_LEVELS, max(1, math.ceil(math.log2(n_cells))) + 10)
+    top = min(int(math.floor(-math.log2(p))), base)  # 2^-top >= p (> 2^-(top+1) above base)
+    gen = torch.Generator().manual_seed(int(seed) & (2 ** 63 - 1))
+    parts: list[torch.Tensor] = []
+    for level in range(base, top - 1, -1):
+        ceiling = 2.0 ** -level
+        below = 2.0 ** -(level + 1) if level < base else 0.0
+        marked = _draw_cells(n_cells, (ceiling - below) / (1.0 - below), gen)
+        u = torch.rand(len(marked), generator=gen, dtype=torch.float64)
+        if level == top:
+            marked = marked[u.mul_(ceiling - below).add_(below) < p]
+        parts.append(marked)
+    return torch.unique(torch.cat(parts))  # sorted; a cell marked twice counts once
 
 
 @dataclass
@@ -355,27 +414,36 @@ class FaultMap:
         """Draw a fault map.
 
         Args:
-            numel: values in the memory.
+            numel: values in the memory (>= 0).
             rate: BM: the bit-cell fault probability p; erasure: the value erasure
                 probability p_e.
             model: ``bm`` or ``erasure``.
             signed: BM only: whether the sign bit can fault (False for non-negative values,
                 such as ReLU outputs: only the 7 other bits have faulty cells).
-            generator: the random source (default: one seeded with ``seed``, or 0).
-            seed: seeds a new generator when ``generator`` is None.
+            generator: draw an independent map from this generator.
+            seed: without a generator, the memory's seed: maps of one seed are *nested* in
+                the rate (:func:`nested_faulty_cells`), as one chip's faulty cells are when
+                its supply voltage drops (default seed 0).
         """
         check_probability("p_e" if model == "erasure" else "p", rate)
         rate = float(rate)
         if model not in FAULT_MODELS:
             raise ParameterError(f"model={model!r}: must be one of {', '.join(FAULT_MODELS)}")
-        if generator is None:
-            generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
+        if isinstance(numel, bool) or not isinstance(numel, (int, np.integer)) or numel < 0:
+            raise ParameterError(f"numel={numel!r}: must be an int >= 0 (values in the memory)")
+        numel = int(numel)
+
+        def cells_of(n: int) -> torch.Tensor:
+            if generator is not None:
+                return faulty_cells(n, rate, generator)
+            return nested_faulty_cells(n, rate, 0 if seed is None else int(seed))
+
         if model == "erasure":
-            idx = faulty_cells(numel, rate, generator)
+            idx = cells_of(numel)
             return cls(numel, idx, torch.full((len(idx),), 0x80, dtype=torch.uint8), model,
                        True)
         bits = BITS if signed else BITS - 1
-        cells = faulty_cells(numel * bits, rate, generator)
+        cells = cells_of(numel * bits)
         if bits == BITS:
             value, bit = cells >> 3, cells & 7
         else:  # floor(c / 7), exact: (c + 0.5) / 7 is never within 1/14 of an integer
@@ -418,24 +486,67 @@ class FaultMap:
             return _masked_values(v, s, self.faults)
         return _masked_nonnegative(v, s, self.faults)
 
-    def apply_per_sample(self, x: torch.Tensor) -> torch.Tensor:
+    def apply_per_sample(self, x: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         """Apply the map to every sample of a batch ``(B, ...)`` whose samples have ``numel``
-        values, in place when no gradient is needed (the scale rule per sample)."""
+        values, in place when no gradient is needed.
+
+        Args:
+            x: the batch.
+            scale: the memory's fixed quantization step s, calibrated beforehand (then every
+                value saturates at +-127 s, as a fixed-point memory does); ``None``: the scale
+                rule of each sample, max|x| / 127 of that inference (hardware that computes
+                it per inference).
+        """
         b = x.shape[0]
         if x.numel() != b * self.numel:
             raise ParameterError(f"samples of {x.numel() // max(b, 1)} values; the map covers "
                                  f"{self.numel}")
-        if not len(self.index):
+        if not len(self.index) and scale is None:
             return x
         if torch.is_grad_enabled() and x.requires_grad or not x.is_contiguous():
             x = x.clone()
         flat = x.view(b, -1)
+        if scale is not None and self.model == "bm":
+            top = QMAX * float(scale)
+            flat.clamp_(min=0.0 if not self.signed else -top, max=top)
+        if not len(self.index):
+            return x
         if self.model == "erasure":
             flat.index_fill_(1, self.index, 0)
         else:
-            s = quantization_scale(flat.detach(), per_sample=True, nonnegative=not self.signed)
+            s = (quantization_scale(flat.detach(), per_sample=True, nonnegative=not self.signed)
+                 if scale is None else torch.tensor(float(scale), dtype=flat.dtype,
+                                                    device=flat.device))
             flat.index_copy_(1, self.index, self._masked(flat.index_select(1, self.index), s))
         return x
+
+
+@torch.no_grad()
+def calibrate_activation_scales(model: nn.Module, x: torch.Tensor, batch_size: int = 500
+                                ) -> tuple[float, ...]:
+    """Fixed quantization steps of the activation memories, as hardware calibrates them: for
+    each activation site (:func:`activation_sites`, in order), s = max |a| / 127 over the
+    calibration images ``x`` (training images), the clean network in eval mode. A site never
+    active gets s = 1."""
+    sites = activation_sites(model)
+    top = [0.0] * len(sites)
+
+    def hook(k):
+        def record(_m, _i, out):
+            top[k] = max(top[k], float(out.detach().abs().amax()))
+        return record
+
+    handles = [m.register_forward_hook(hook(k)) for k, (_, m) in enumerate(sites)]
+    was = model.training
+    model.eval()
+    try:
+        for i in range(0, len(x), batch_size):
+            model(x[i:i + batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return tuple(t / QMAX if t > 0 else 1.0 for t in top)
 
 
 def bit_masking(x: torch.Tensor, p: float, signed: bool = True,
@@ -562,7 +673,9 @@ class FaultyChip(Chip):
     The weight memories' faulty cells are drawn once per parameter tensor; the activation
     memories' once per activation site, over the values one inference stores there (the
     same cells for every input). Everything is reproducible from ``seed``: tensor ``k`` of
-    kind ``m`` (0 weights, 1 activations) uses a generator seeded from ``(seed, m, k)``.
+    kind ``m`` (0 weights, 1 activations) draws its map from the seed ``(seed, m, k)``, and
+    the maps are nested in the rate (:func:`nested_faulty_cells`): the same chip at a higher
+    fault rate has every faulty cell it had at a lower one, as when its voltage drops.
 
     Faulty weights are written into the parameters while the chip is attached (and restored
     exactly on exit); activation faults are applied by forward hooks at every
@@ -574,18 +687,27 @@ class FaultyChip(Chip):
         seed: the chip.
     """
 
-    def __init__(self, config: "FaultConfig | SRAMFaults", seed: int = 0) -> None:
+    def __init__(self, config: "FaultConfig | SRAMFaults", seed: int | None = 0,
+                 generator: torch.Generator | None = None) -> None:
         hardware = config if isinstance(config, SRAMFaults) else SRAMFaults(config)
-        super().__init__(hardware, int(seed))
+        super().__init__(hardware, None if seed is None else int(seed))
         self.config = hardware.fault_config
+        self.generator = generator
         self._maps: dict = {}
+
+    def _draw(self, kind: int, k: int, numel: int, rate: float, signed: bool) -> FaultMap:
+        if self.seed is None:  # a fresh chip of one training step: independent draws
+            return FaultMap.sample(numel, rate, self.config.model, signed, self.generator
+                                   if self.generator is not None else torch.Generator()
+                                   .manual_seed(int(torch.randint(0, 2 ** 62, (1,)))))
+        return FaultMap.sample(numel, rate, self.config.model, signed,
+                               seed=_seed(self.seed, kind, k))
 
     def weight_map(self, k: int, numel: int, rate: float) -> FaultMap:
         """The fault map of parameter tensor ``k`` (cached)."""
         key = ("w", k)
         if key not in self._maps:
-            gen = torch.Generator().manual_seed(_seed(self.seed, 0, k))
-            self._maps[key] = FaultMap.sample(numel, rate, self.config.model, True, gen)
+            self._maps[key] = self._draw(0, k, numel, rate, True)
         return self._maps[key]
 
     def activation_map(self, k: int, numel: int, rate: float, signed: bool,
@@ -593,9 +715,7 @@ class FaultyChip(Chip):
         """The fault map of activation site ``k``, over one inference's values (cached)."""
         key = ("a", k, str(device))
         if key not in self._maps:
-            gen = torch.Generator().manual_seed(_seed(self.seed, 1, k))
-            self._maps[key] = FaultMap.sample(numel, rate, self.config.model, signed,
-                                              gen).to(device)
+            self._maps[key] = self._draw(1, k, numel, rate, signed).to(device)
         fmap = self._maps[key]
         if fmap.numel != numel:
             raise ParameterError(f"activation site {k}: {numel} values per inference; the "
@@ -625,9 +745,14 @@ class FaultyChip(Chip):
                     continue
                 signed = bool(getattr(mod, "signed", False))
 
-                def hook(_m, _i, out, k=k, rate=rate, signed=signed):
+                scales = self.hardware.activation_scales
+
+                def hook(_m, _i, out, k=k, rate=rate, signed=signed, scales=scales):
                     fmap = self.activation_map(k, out[0].numel(), rate, signed, out.device)
-                    return fmap.apply_per_sample(out)
+                    scale = None if scales is None else scales[k]
+                    if out.dtype != torch.float32:  # mixed precision: the faults in float32
+                        return fmap.apply_per_sample(out.float(), scale).to(out.dtype)
+                    return fmap.apply_per_sample(out, scale)
 
                 handles.append(mod.register_forward_hook(hook))
             yield model
@@ -688,6 +813,9 @@ class SRAMFaults(Hardware):
         config: the operating point: bit masking (``bm``, every bit cell faulty with
             probability p) or erasures (``erasure``, every value zeroed with probability
             p_e), on ``weights``, ``activations`` or ``both``, at one rate or a rate per block.
+        activation_scales: the activation memories' fixed quantization steps, one per
+            activation site (:func:`calibrate_activation_scales`); ``None`` (the default): the
+            scale of each inference, max|a| / 127, which assumes hardware that computes it.
         **fields: or the fields of :class:`FaultConfig` (``model``, ``rate``, ``targets``,
             ``block_rates``).
 
@@ -697,19 +825,32 @@ class SRAMFaults(Hardware):
 
     family = "sram"
 
-    def __init__(self, config: FaultConfig | None = None, **fields) -> None:
+    def __init__(self, config: FaultConfig | None = None,
+                 activation_scales: Sequence[float] | None = None, **fields) -> None:
         super().__init__()
         if config is not None and fields:
             raise ParameterError("SRAMFaults: give a FaultConfig or its fields, not both")
         self.fault_config = config if config is not None else FaultConfig(**fields)
+        if activation_scales is not None:
+            activation_scales = tuple(float(v) for v in activation_scales)
+            if not all(math.isfinite(v) and v > 0 for v in activation_scales):
+                raise ParameterError(f"activation_scales={activation_scales!r}: must be "
+                                     "steps > 0, one per activation site")
+        self.activation_scales = activation_scales
 
     def _sample(self, seed: int) -> FaultyChip:
         return FaultyChip(self, seed)
 
-    def fresh(self, generator: torch.Generator | None) -> Chip:  # noqa: D102
+    def fresh(self, generator: torch.Generator | None) -> Chip:
+        """A chip for one training step: erasures drawn anew at every forward pass
+        (:class:`ErasureChip`, the erasure regularizer), or a bit-masking chip whose maps are
+        drawn from ``generator`` (independent maps, not the nested ones of a seeded chip)."""
         if self.fault_config.model == "erasure":
             return ErasureChip(self, generator)
-        return super().fresh(generator)
+        if generator is not None and generator.device.type != "cpu":
+            generator = torch.Generator().manual_seed(
+                int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=generator.device)))
+        return FaultyChip(self, None, generator)
 
     @property
     def is_ideal(self) -> bool:  # noqa: D102
@@ -717,7 +858,9 @@ class SRAMFaults(Hardware):
         return c.rate == 0 and (c.block_rates is None or not any(c.block_rates))
 
     def config(self) -> dict:  # noqa: D102
-        return {"family": self.family, **self.fault_config.as_dict()}
+        return {"family": self.family, **self.fault_config.as_dict(),
+                "activation_scales": None if self.activation_scales is None
+                else list(self.activation_scales)}
 
 
 def count_outputs(model: nn.Module, input_shape: Sequence[int], kinds: tuple[type, ...]

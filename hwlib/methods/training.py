@@ -25,6 +25,7 @@ of each epoch (synchronized on CUDA).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -35,7 +36,36 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import ParameterError, check_int
-from ..hardware.base import Chip, Hardware, Ideal
+from ..hardware.base import Chip, Hardware, Ideal, tf32
+
+#: The arithmetic of a training step's forward passes (CUDA only; the CPU is always float32):
+#: ``fp32``, ``tf32`` (TF32 matrix products and convolutions) or ``bf16`` (bfloat16 autocast,
+#: TF32 for what autocast keeps in float32). Device models compute in float32 whatever is set
+#: (:func:`hwlib.hardware.base.float32_products`).
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def check_precision(precision: str) -> str:
+    """Return ``precision`` if known, else raise one line."""
+    if precision not in PRECISIONS:
+        raise ParameterError(f"precision={precision!r}: must be one of {', '.join(PRECISIONS)}")
+    return precision
+
+
+@contextlib.contextmanager
+def arithmetic(device: torch.device, precision: str = "fp32"):
+    """Within the block, forward passes on ``device`` run in ``precision`` (see
+    :data:`PRECISIONS`); on the CPU, always float32."""
+    check_precision(precision)
+    if device.type != "cuda":
+        yield
+        return
+    with tf32(precision != "fp32"):
+        if precision == "bf16":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                yield
+        else:
+            yield
 
 
 class Method:
@@ -50,6 +80,57 @@ class Method:
     def config(self) -> dict[str, Any]:
         """The method as plain values (for store configs)."""
         return {"method": self.name}
+
+    def passes(self, model: nn.Module, x: torch.Tensor) -> contextlib.AbstractContextManager:
+        """A context around one step's passes through its chips (default: nothing)."""
+        return contextlib.nullcontext()
+
+
+#: How batch normalization runs in the perturbed passes of a step (see :class:`HASGD`).
+BATCH_NORM_MODES = ("clean", "perturbed")
+
+
+@contextlib.contextmanager
+def clean_batch_norm(model: nn.Module, x: torch.Tensor):
+    """Within the block, every batch-norm layer in training mode normalizes with the
+    statistics of the *clean* network on the batch ``x``, as constants.
+
+    On entry one forward pass of the clean network (no gradients) computes each layer's batch
+    mean and (biased) variance, and updates the running statistics from them, once. Inside the
+    block the layers run as in evaluation mode with those batch statistics; on exit their
+    running statistics and mode are restored. Without batch-norm layers in training mode it
+    does nothing.
+    """
+    layers = [m for m in model.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if not layers:
+        yield
+        return
+    stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def capture(module, inputs, _out):
+        a = inputs[0]
+        dims = [d for d in range(a.dim()) if d != 1]
+        var, mean = torch.var_mean(a, dim=dims, correction=0)
+        stats[id(module)] = (mean, var)
+
+    hooks = [m.register_forward_hook(capture) for m in layers]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    saved = [(m.running_mean, m.running_var) for m in layers]
+    try:
+        for m in layers:
+            m.running_mean, m.running_var = stats[id(m)]
+            m.train(False)
+        yield
+    finally:
+        for m, (mean, var) in zip(layers, saved):
+            m.running_mean, m.running_var = mean, var
+            m.train(True)
 
 
 @dataclass(frozen=True)
@@ -116,19 +197,34 @@ class HASGD(Method):
 
     Attributes:
         samples: L, chips per step (>= 1).
+        batch_norm: how batch normalization runs in the perturbed passes. ``"clean"``: with
+            the clean network's batch statistics (one extra forward pass without gradients per
+            step, which also updates the running statistics; see :func:`clean_batch_norm`), so
+            that batch statistics cannot absorb part of the perturbation and the running
+            statistics are the clean network's. ``"perturbed"``: in training mode inside each
+            perturbed pass (the statistics follow the perturbed network and the running ones
+            accumulate under noise). Networks without batch normalization are unaffected.
     """
 
     samples: int = 1
+    batch_norm: str = "clean"
     name = "hasgd"
 
     def __post_init__(self) -> None:
         check_int("samples", self.samples, 1)
+        if self.batch_norm not in BATCH_NORM_MODES:
+            raise ParameterError(f"batch_norm={self.batch_norm!r}: must be one of "
+                                 f"{', '.join(BATCH_NORM_MODES)}")
 
     def chips(self, hardware, generator):  # noqa: D102
         return [hardware.fresh(generator) for _ in range(self.samples)]
 
+    def passes(self, model, x):  # noqa: D102
+        return clean_batch_norm(model, x) if self.batch_norm == "clean" \
+            else contextlib.nullcontext()
+
     def config(self) -> dict[str, Any]:  # noqa: D102
-        return {"method": self.name, "samples": self.samples}
+        return {"method": self.name, "samples": self.samples, "batch_norm": self.batch_norm}
 
 
 class Step:
@@ -145,13 +241,24 @@ class Step:
             None: torch's global one).
         after_step: called with the model after each optimizer step (e.g. clipping the
             latent weights of a binarized network).
+        precision: the forward passes' arithmetic on CUDA (:data:`PRECISIONS`); the weights,
+            the optimizer and every device model stay float32.
+        channels_last: on CUDA, keep the model and 4-D inputs in the channels-last memory
+            format (faster convolutions on tensor cores; the same numbers up to summation
+            order). Ignored on the CPU, where it gains nothing.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  hardware: Hardware | None = None, method: Method | None = None,
                  loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
                  generator: torch.Generator | None = None,
-                 after_step: Callable[[nn.Module], None] | None = None) -> None:
+                 after_step: Callable[[nn.Module], None] | None = None,
+                 precision: str = "fp32", channels_last: bool = False) -> None:
+        self.precision = check_precision(precision)
+        on_cuda = any(p.is_cuda for p in model.parameters())
+        self.channels_last = bool(channels_last) and on_cuda
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
         self.model, self.optimizer = model, optimizer
         self.hardware = hardware if hardware is not None else Ideal()
         self.method = method if method is not None else Standard()
@@ -165,14 +272,18 @@ class Step:
         """Put the gradient averaged over the step's chips into ``.grad``; returns the mean
         loss over them (a 0-d float64 tensor, no host synchronization)."""
         self.optimizer.zero_grad(set_to_none=True)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         chips = self.method.chips(self.hardware, self.generator)
         total = None
-        for chip in chips:
-            with chip.attached(self.model):
-                loss = self.loss_fn(self.model(x), y)
-                (loss / len(chips)).backward()
-            part = loss.detach().double()
-            total = part if total is None else total + part
+        with self.method.passes(self.model, x):
+            for chip in chips:
+                with chip.attached(self.model):
+                    with arithmetic(x.device, self.precision):
+                        loss = self.loss_fn(self.model(x), y)
+                    (loss / len(chips)).backward()
+                part = loss.detach().double()
+                total = part if total is None else total + part
         return total / len(chips)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -81,6 +81,29 @@ KNOBS: dict[str, Knob] = {
     "seed": Knob("int", "base random seed; instance i uses seed + i", lo=0),
     "torch_device": Knob("str", "the torch device computations run on (auto: CUDA when "
                          "present)", choices=("auto", "cpu", "cuda"), nullable=True),
+    "precision": Knob("str", "arithmetic of the digital forward passes on CUDA (device models "
+                      "stay float32; the CPU is always float32)", choices=("fp32", "tf32", "bf16"),
+                      nullable=True),
+    "channels_last": Knob("bool", "channels-last memory format for convolutional networks",
+                          nullable=True),
+    "devices": Knob("list[str]", "device families of the arena (hwlib.chapters.arena.DEVICES)",
+                    choices=("mram", "sram", "crossbar", "crossbar_adc4", "memristive"),
+                    nullable=True),
+    "methods": Knob("list[str]", "training methods of the arena (hwlib.chapters.arena.METHODS)",
+                    choices=("standard", "ddhr", "fixed", "sampling", "hasgd4", "parametric",
+                             "erasure"), nullable=True),
+    "drops": Knob("list[float]", "the standard network's loss at each calibrated severity",
+                  "points", lo=0.01, hi=100, nullable=True),
+    "train_seeds": Knob("list[int]", "training seeds of every method", lo=0, nullable=True),
+    "test_chips": Knob("int", "test chips per accuracy (seeds 1..test_chips)", lo=1,
+                       nullable=True),
+    "ddhr_chips": Knob("int", "test chips DDHR trains one network for", lo=1, nullable=True),
+    "calib_chips": Knob("int", "chips the severity calibration averages", lo=1, nullable=True),
+    "grid_points": Knob("int", "severities of the calibration's coarse sweep", lo=3,
+                        nullable=True),
+    "bisections": Knob("int", "halvings of the calibration's bracket", lo=0, nullable=True),
+    "n_calib": Knob("int", "held-out training images of the severity calibration", lo=1,
+                    nullable=True),
     "mc_samples": Knob("int", "Monte Carlo draws per sweep point", lo=MIN_MC_SAMPLES,
                        nullable=True),
     "n_train": Knob("int", "training images used", lo=1, nullable=True),
@@ -101,10 +124,13 @@ KNOBS: dict[str, Knob] = {
         "float", "resistance floor as a fraction of the state's mean (clip rule)", lo=1e-6, hi=1
     ),
     "fan_ins": Knob("list[int]", "array fan-ins M (rows) to compare", lo=1, hi=100_000),
-    "instance_model": Knob("str", "how hardware instances are drawn",
-                           choices=("conductance", "resistance")),
+    "instance_model": Knob("str", "how hardware instances are drawn: Gaussian resistances "
+                           "(the device model) or first-order Gaussian conductances",
+                           choices=("resistance", "conductance")),
+    "ablation_model": Knob("str", "how the ablation's hardware instances are drawn",
+                           choices=("resistance", "conductance")),
     "regimes": Knob("list[str]", "training regimes to run",
-                    choices=("ddhr", "ideal", "fixed", "ps_ddhr", "as_ddhr")),
+                    choices=("ddhr", "ideal", "fixed", "ps_ddhr", "as_ddhr", "sampled")),
     "table_scale": Knob("float", "variation multiple of Table 1", lo=0, hi=1000),
     "network": Knob("str", "the network: S-DDHR's binarized MLP or the paper's VGG BNN; HA-SGD's "
                     "ReLU MLP, small CNN or WideResNet (the poster's)",
@@ -130,6 +156,15 @@ KNOBS: dict[str, Knob] = {
     "weight_decay": Knob("float", "L2 weight decay of the optimizer", lo=0, hi=1, nullable=True),
     "augment": Knob("bool", "random crops and flips of the training images (CIFAR)",
                     nullable=True),
+    "batch_norm": Knob("str", "batch normalization in HA-SGD's perturbed passes: the clean "
+                       "network's statistics, or training mode inside each perturbed pass",
+                       choices=("clean", "perturbed"), nullable=True),
+    "shift_model": Knob("str", "how a device drift acts: on differential pairs (a gain) or on "
+                        "single devices (an offset of every entry)", choices=("pair", "single")),
+    "ablation_shift_model": Knob("str", "the drift model of the mean-shift ablation",
+                                 choices=("pair", "single")),
+    "scale_fault_rates": Knob("list[float]", "fault rates p of the activation-scale comparison",
+                              lo=0, hi=1, nullable=True),
     "fold": Knob("str", "folding constant s of the bias column: range-matched (Fig. 5) or s = 1",
                  choices=("range", "unit"), nullable=True),
     "curve_images": Knob("int", "test images behind the per-epoch accuracy curves", lo=1,
@@ -224,7 +259,8 @@ KNOBS: dict[str, Knob] = {
     "levels": Knob("int", "conductance levels per device", lo=2, hi=65536, nullable=True),
     "reset_every": Knob("int", "images between resets of the synapses (0: never)", lo=0,
                         hi=1_000_000, nullable=True),
-    "reset_noise": Knob("bool", "whether a reset's re-programming is a noisy programming event",
+    "reset_noise": Knob("bool", "whether a reset's re-programming is a programming event with "
+                        "the same noise (True, the paper's write model) or exact (False)",
                         nullable=True),
     "w_max": Knob("list[float]", "per layer, the weight of G+ = G_max, G- = G_min (the "
                   "conductance-to-weight scale), one per layer of 784-256-128-10", lo=1e-6,
@@ -326,6 +362,11 @@ CHAPTER_KNOBS: dict[tuple[str, str], Knob] = {
                                choices=("mlp", "vgg"), nullable=True),
     ("hasgd", "network"): Knob("str", "the network: ReLU MLP, small CNN or WideResNet (the "
                                "poster's)", choices=("mlp", "cnn", "wrn"), nullable=True),
+    ("arena", "network"): Knob("str", "the networks: the ReLU MLP and its binarized twin, or "
+                               "ResNet-18 and the VGG BNN (CIFAR-10)", choices=("mlp", "resnet"),
+                               nullable=True),
+    ("arena", "width"): Knob("float", "channel multiplier of ResNet-18 and the VGG BNN",
+                             lo=1e-3, hi=8, nullable=True),
 }
 
 #: Knobs that count images of a split: (knob, split index 0 train / 1 test).

@@ -43,6 +43,7 @@ SCORECARD_MARK = "<!-- hwlib:scorecard"
 STATUS_MARK = "<!-- hwlib:status -->"
 TIMING_MARK = "<!-- hwlib:timing"
 BENCH_MARK = "<!-- hwlib:bench"
+GPU_MARK = "<!-- hwlib:gpu"
 
 
 def toc_files(root: Path = PROJECT_ROOT) -> list[str]:
@@ -343,6 +344,8 @@ def _fill_markers(page: Path, root: Path | None) -> None:
             lines.append(records.timing_markdown(_marker_chapter(stripped), root))
         elif stripped.startswith(BENCH_MARK):
             lines.append(records.bench_markdown(_marker_chapter(stripped), root))
+        elif stripped.startswith(GPU_MARK):
+            lines.append(records.gpu_markdown(_marker_chapter(stripped), root))
         else:
             lines.append(line)
     page.write_text("\n".join(lines) + "\n")

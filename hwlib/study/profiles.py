@@ -28,6 +28,8 @@ PROFILES: dict[str, dict[str, object]] = {
         datasets=["mnist"],       # datasets the chapters train on
         network="mlp",            # S-DDHR network: "mlp" (binarized MLP) or "vgg" (the paper's)
         torch_device="cpu",       # torch device: "auto", "cpu" or "cuda"
+        precision="fp32",         # CUDA arithmetic of digital passes: fp32 | tf32 | bf16
+        channels_last=False,      # channels-last memory format (convolutional networks)
     ),
     "book": dict(
         mc_samples=2_000_000,
@@ -39,6 +41,8 @@ PROFILES: dict[str, dict[str, object]] = {
         datasets=["mnist", "fashion_mnist"],
         network="mlp",
         torch_device="cpu",
+        precision="fp32",
+        channels_last=False,
     ),
     "paper": dict(
         mc_samples=20_000_000,
@@ -50,6 +54,8 @@ PROFILES: dict[str, dict[str, object]] = {
         datasets=["cifar10"],     # S-DDHR's; other chapters set their paper's datasets
         network="vgg",
         torch_device="auto",      # CUDA when present, else the CPU
+        precision="tf32",         # S-DDHR's BNN: TF32 is exact for +-1 products; chips float32
+        channels_last=True,
     ),
 }
 
@@ -80,13 +86,15 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             reg_fault_rates=[0.01],                # p the erasure regularizer trains for
             reg_init="standard",       # regularizer: fine-tune the standard network ...
             reg_epochs=1, reg_lr=0.02,  # ... for this long, from this rate
+            precision="fp32", channels_last=False,  # CUDA arithmetic (the CPU: float32)
             mc_chips=10,               # Monte Carlo check of the MSD enumeration (notebook 1)
             robust_drop=0.5,           # accuracy drop (points) of the tolerated rates, Fig. 4
+            scale_fault_rates=[0.01],  # p of the activation-scale comparison
         ),
         "book": dict(
             dataset="fashion_mnist",
             width_f=0.125,             # F = 8 channels: the paper's networks, 8x narrower
-            n_train=20_000, n_test=2_000,
+            n_train=20_000, n_test=10_000,  # the whole test set: thresholds of 0.5 point
             epochs=4,
             lr=0.05, momentum=0.9, weight_decay=5e-4, augment=False,
             instances=5,
@@ -99,8 +107,10 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             reg_fault_rates=[0.001, 0.002, 0.005, 0.01],  # around the tolerated p of Fig. 1
             reg_init="standard",       # fine-tuning: 2 epochs instead of 4 from scratch
             reg_epochs=2, reg_lr=0.02,
+            precision="fp32", channels_last=False,
             mc_chips=200,
             robust_drop=0.5,           # above fault-map noise at book size
+            scale_fault_rates=[0.002, 0.005, 0.01],
         ),
         "paper": dict(
             dataset="cifar10",         # the paper's
@@ -117,9 +127,11 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             policy_fault_rates=[0.001, 0.002, 0.005, 0.01, 0.02, 0.05],
             reg_fault_rates=[0.001, 0.002, 0.005, 0.01, 0.02],
             reg_init="scratch",        # trained with erasures from the start, like the paper
+            precision="bf16", channels_last=True,  # tensor cores; faults stay float32
             reg_epochs=200, reg_lr=0.1,
             mc_chips=200,
             robust_drop=0.07,          # Fig. 4's level: 94.8 % against 94.87 % clean
+            scale_fault_rates=[0.001, 0.005, 0.02],
         ),
     },
     # --- HA-SGD (issue 5). The training settings are shared by every notebook of the
@@ -134,6 +146,8 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             batch_size=128,        # images per mini-batch
             optimizer="adam", lr=2e-3, weight_decay=0.0, augment=False,
             fold="range",              # bias column: range-matched s (Fig. 5)
+            batch_norm="clean",        # perturbed passes use the clean network's BN statistics
+            precision="fp32", channels_last=False,  # CUDA arithmetic (the CPU: float32)
             curve_images=256, curve_instances=2,  # per-epoch accuracy curves
             instances=2,               # hardware instances per accuracy point
             samples=1,                 # L of the main networks
@@ -154,6 +168,8 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             batch_size=1024,       # large: amortizes each step's Gaussian draw on a CPU
             optimizer="adam", lr=3e-3, weight_decay=0.0, augment=False,
             fold="range",
+            batch_norm="clean",
+            precision="fp32", channels_last=False,
             curve_images=2_000, curve_instances=4,
             instances=10,
             samples=1,
@@ -175,6 +191,8 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             batch_size=128,
             optimizer="sgd", lr=0.1, weight_decay=5e-4, augment=True,
             fold="range",
+            batch_norm="clean",
+            precision="bf16", channels_last=True,  # tensor cores; the noise stays float32
             curve_images=2_000, curve_instances=2,
             instances=5,
             samples=1,
@@ -186,6 +204,49 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             adc_bits=[2, 3, 4, 5, 6, 8], adc_sigma=0.1, calib_images=1_000,
             hessian_images=1_000, hessian_probes=50,
             mc_samples=1_000_000,
+        ),
+    },
+    # --- the arena (issue 14): every method on every device family, one benchmark. Training
+    # settings are shared by the chapter's one notebook.
+    "arena": {
+        "smoke": dict(
+            dataset="fashion_mnist",   # the benchmark
+            network="mlp",             # mlp (+ its binarized twin) | resnet (+ the VGG BNN)
+            hidden_widths=[32, 32],    # the MLP's hidden widths
+            width=0.25,                # ResNet-18 / VGG BNN channel multiplier (resnet only)
+            epochs=1, batch_size=256, lr=3e-3,  # Adam, cosine decay to zero
+            n_train=2_048, n_calib=1_024, n_test=1_024,  # training / held-out / test images
+            train_seeds=[0],           # training seeds of every method
+            test_chips=2, ddhr_chips=1,  # chips per accuracy; chips DDHR trains for
+            calib_chips=2, grid_points=7, bisections=3,  # the severity calibration
+            drops=[2.0, 10.0, 30.0],   # the standard network's loss at the three severities
+            precision="fp32",
+        ),
+        "book": dict(
+            dataset="fashion_mnist",
+            network="mlp",
+            hidden_widths=[256, 256],  # 784-256-256-10
+            width=0.25,
+            epochs=3, batch_size=512, lr=3e-3,
+            n_train=50_000, n_calib=10_000, n_test=10_000,
+            train_seeds=[0, 1, 2],
+            test_chips=10, ddhr_chips=5,  # DDHR: one network per chip, the first five
+            calib_chips=10, grid_points=13, bisections=6,
+            drops=[2.0, 10.0, 30.0],
+            precision="fp32",
+        ),
+        "paper": dict(
+            dataset="cifar10",
+            network="resnet",          # ResNet-18 and the VGG BNN at a quarter width
+            hidden_widths=[256, 256],
+            width=0.25,
+            epochs=30, batch_size=256, lr=1e-3,
+            n_train=45_000, n_calib=5_000, n_test=10_000,
+            train_seeds=[0, 1, 2],
+            test_chips=10, ddhr_chips=10,
+            calib_chips=10, grid_points=13, bisections=6,
+            drops=[2.0, 10.0, 30.0],
+            precision="bf16",
         ),
     },
     # --- stochastic memristive (issue 6). Training settings are shared by every notebook of
@@ -201,9 +262,12 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             noise_runs=2,              # stochastic runs per noise level (Fig. 5)
             mc_samples=2_000,          # stream pairs per Monte Carlo point (eq. 3)
             torch_device="cpu",
-            # memristive synapses (Fig. 2): linear, on/off 15, 32 levels, reset every 15 images
+            # memristive synapses (Fig. 2): linear, on/off 15, 32 levels, reset every 15 images;
+            # reset_noise=True: the re-programming after a reset is a programming event with the
+            # same Gaussian noise, what the paper implies (its one write model, Fig. 2, has noise
+            # in every programming; see hwlib.memristor.MemristorConfig.reset_noise)
             train_bl=10,               # BL of the memristive networks in training
-            on_off_ratio=15.0, levels=32, reset_every=15, reset_noise=False,
+            on_off_ratio=15.0, levels=32, reset_every=15, reset_noise=True,
             w_max=[0.3, 0.6, 1.5],     # weight of G+ = G_max, G- = G_min, per layer (ours)
             sigma_over_b=0.1,          # the network of Fig. 5 (sigma = 0.1 B)
             input_norm="image_mean",   # each image minus its own mean (the paper's reading)
@@ -220,7 +284,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             mc_samples=40_000,
             torch_device="cpu",
             train_bl=10,
-            on_off_ratio=15.0, levels=32, reset_every=15, reset_noise=False,
+            on_off_ratio=15.0, levels=32, reset_every=15, reset_noise=True,
             w_max=[0.3, 0.6, 1.5],
             sigma_over_b=0.1,
             input_norm="image_mean",
@@ -239,7 +303,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
                                        # a GPU (one network per core; device="cuda" in a
                                        # NetworkConfig runs the PyTorch path)
             train_bl=10,
-            on_off_ratio=15.0, levels=32, reset_every=15, reset_noise=False,
+            on_off_ratio=15.0, levels=32, reset_every=15, reset_noise=True,
             w_max=[0.3, 0.6, 1.5],
             sigma_over_b=0.1,
             input_norm="image_mean",

@@ -97,3 +97,62 @@ def bench_markdown(chapter: str | None, root: Path | None = None) -> str:
         out.append(f"| {r['name']} | {r['baseline']} | {r['ratio']:.2f}x{ok} | "
                    f"{r['target']:.2f}x |")
     return "\n".join(out) + "\n"
+
+
+def save_gpu(record: Mapping[str, Any], root: Path | None = None) -> Path:
+    """Store the GPU benchmark's record (``bench/gpu.py --store``), with the software that ran
+    it; the chapter pages and the README show it (:func:`gpu_markdown`, :func:`gpu_summary`)."""
+    path = (Path(root) if root else default_root()) / "gpu" / "latest.json"
+    body = {"date": utc_now(), **environment(), **record}
+    atomic_write(path, json.dumps(body, indent=1).encode())
+    return path
+
+
+def gpu_record(root: Path | None = None) -> dict[str, Any] | None:
+    """The stored GPU benchmark, or None."""
+    path = (Path(root) if root else default_root()) / "gpu" / "latest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def gpu_summary(root: Path | None = None) -> str:
+    """One sentence: the paper profile's measured GPU hours (for the README and the intro)."""
+    r = gpu_record(root)
+    if r is None or r.get("quick"):
+        return ("The `paper` profile's GPU time has not been measured yet (`python bench/gpu.py "
+                "--store` on a machine with CUDA measures it).")
+    parts = ", ".join(f"{c['chapter']} {c['hours']:.1f} h" for c in r["chapters"])
+    return (f"On one {r['device']} the whole `paper` profile takes an estimated "
+            f"**{r['total_hours']:.1f} hours** ({parts}), measured by `bench/gpu.py` on "
+            f"{r['date'][:10]} at commit `{r['git_commit']}`.")
+
+
+def gpu_markdown(chapter: str | None, root: Path | None = None) -> str:
+    """A chapter's rows of the stored GPU benchmark, for its page."""
+    r = gpu_record(root)
+    if r is None or r.get("quick"):
+        return ("*The GPU benchmark has not been run on a GPU yet* (`python bench/gpu.py "
+                "--store` on a machine with CUDA).\n")
+    rows = [c for c in r["chapters"] if chapter is None or c["chapter"] == chapter]
+    if not rows:
+        return "*The stored GPU benchmark has no rows for this chapter.*\n"
+    out = [f"Measured by `bench/gpu.py` on one {r['device']} (torch {r['torch']}) on "
+           f"{r['date'][:10]} at commit `{r['git_commit']}`:", "",
+           "| step | float32 (ms) | with the levers (ms) | speed-up |", "|---|---|---|---|"]
+    for c in rows:
+        for name, t in c.get("steps", {}).items():
+            out.append(f"| {c['chapter']}: {name} | {1e3 * t['fp32']:.1f} | "
+                       f"{1e3 * t['levers']:.1f} | {t['fp32'] / t['levers']:.2f}x |")
+    out.append("")
+    for c in rows:
+        if "chip_ratio" in c:
+            a = c["agreement"]
+            out.append(f"- {c['chapter']}: a chip evaluation costs **{c['chip_ratio']:.2f}x** a "
+                       f"clean pass; {c['sharing']['workers']} runs sharing the GPU go "
+                       f"{c['sharing']['speedup']:.2f}x as fast as one; a short run's accuracy "
+                       f"with the levers is {a['mean_gap']:.2f} points from float32 (seed "
+                       f"spread {a['seed_spread']:.2f}); the `paper` profile: "
+                       f"**{c['hours']:.1f} h**.")
+        else:
+            out.append(f"- {c['chapter']}: {c.get('note', '')}; the `paper` profile: "
+                       f"**{c['hours']:.1f} h**.")
+    return "\n".join(out) + "\n"

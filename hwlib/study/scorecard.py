@@ -29,7 +29,7 @@ from .rules import PENDING, Stat
 from .store import Entry, ResultStore, atomic_write, canonical
 
 CLAIMS_FILE = Path(__file__).with_name("scorecard.yml")
-CHAPTERS = ("sddhr", "memory_faults", "hasgd", "memristive")
+CHAPTERS = ("sddhr", "memory_faults", "hasgd", "memristive", "arena")
 
 
 @functools.lru_cache(maxsize=1)
@@ -277,9 +277,13 @@ def table(chapter: str | None = None, root: Path | None = None,
                 v = f"stale ({v})"
             if found.get("namespace"):
                 text = f"[custom run {found['namespace']}] {text}"
+        finding = row["paper"] == BOOK
+        if finding:  # this book's own statements hold or do not; they reproduce nothing
+            v = v.replace(rules.NOT_REPRODUCED, DOES_NOT_HOLD).replace(rules.REPRODUCED, HOLDS)
         out.append({
             "claim": row["id"],
-            "where": f"{row['paper']}, {row['where']}",
+            "kind": "finding" if finding else "paper",
+            "where": "this book, finding" if finding else f"{row['paper']}, {row['where']}",
             "statement": row["claim"],
             "paper": _fmt_paper(row),
             "measured": text + (f" ({found['detail']})" if found and found.get("detail")
@@ -287,8 +291,14 @@ def table(chapter: str | None = None, root: Path | None = None,
             "profile": at,
             "verdict": v,
         })
-    return pd.DataFrame(out, columns=["claim", "where", "statement", "paper", "measured",
-                                      "profile", "verdict"])
+    return pd.DataFrame(out, columns=["claim", "kind", "where", "statement", "paper",
+                                      "measured", "profile", "verdict"])
+
+
+#: The ``paper`` of this book's own findings (claims about its added methods and comparisons).
+BOOK = "book"
+#: A finding's verdicts (a paper claim is reproduced or not; a finding holds or not).
+HOLDS, DOES_NOT_HOLD = "holds", "does not hold"
 
 
 def _fmt_paper(row: Mapping[str, Any]) -> str:
@@ -314,8 +324,13 @@ def markdown(chapter: str | None = None, root: Path | None = None) -> str:
     for _, r in df.iterrows():
         cells = [str(r[c]).replace("|", "\\|") for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
-    summary = ", ".join(f"{n} {k}" for k, n in counts(df).items())
-    return f"{len(df)} claims: {summary}.\n\n" + "\n".join(lines) + "\n"
+    papers, findings = df[df.kind == "paper"], df[df.kind == "finding"]
+    head = f"{len(papers)} claims of the papers: " + ", ".join(
+        f"{n} {k}" for k, n in counts(papers).items())
+    if len(findings):
+        head += f"; {len(findings)} findings of this book: " + ", ".join(
+            f"{n} {k}" for k, n in counts(findings).items())
+    return head + ".\n\n" + "\n".join(lines) + "\n"
 
 
 def check_claims() -> None:

@@ -35,14 +35,35 @@ from .store import Entry, Experiment, ResultStore, one_thread, track_inputs, usi
 BACKENDS = ("loky", "dask")
 
 
-def default_workers() -> int:
-    """``HWLIB_WORKERS`` if set, else the number of cores."""
+#: GPU memory one run is assumed to need when its sweep gives no estimate, GiB.
+DEFAULT_RUN_GIB = 4.0
+#: Share of a GPU's memory that concurrent runs may fill.
+GPU_MEMORY_SHARE = 0.85
+
+
+def default_workers(device: str = "cpu", run_gib: float | None = None) -> int:
+    """How many runs a sweep starts at once: ``HWLIB_WORKERS`` if set; on a CPU, one per
+    core; on a CUDA device, as many as fit in the GPU's memory (``run_gib`` each, default
+    :data:`DEFAULT_RUN_GIB`; at most :data:`GPU_MEMORY_SHARE` of it), at most one per core.
+
+    One policy for every chapter: a run that leaves the GPU idle (small networks, per-step
+    chip draws, host work) shares it with others; a run that fills it runs alone.
+    """
     value = os.environ.get("HWLIB_WORKERS")
-    if value is None:
-        return os.cpu_count() or 1
-    if not value.isdigit() or int(value) < 1:
-        raise ParameterError(f"HWLIB_WORKERS={value!r}: must be a whole number >= 1")
-    return int(value)
+    if value is not None:
+        if not value.isdigit() or int(value) < 1:
+            raise ParameterError(f"HWLIB_WORKERS={value!r}: must be a whole number >= 1")
+        return int(value)
+    cores = os.cpu_count() or 1
+    if not str(device).startswith("cuda"):
+        return cores
+    import torch
+
+    gib = float(run_gib) if run_gib else DEFAULT_RUN_GIB
+    if gib <= 0:
+        raise ParameterError(f"run_gib={run_gib!r}: must be a memory estimate > 0 (GiB)")
+    total = torch.cuda.get_device_properties(torch.device(device)).total_memory / 2 ** 30
+    return max(1, min(cores, int(GPU_MEMORY_SHARE * total // gib)))
 
 
 def default_backend() -> str:
@@ -133,25 +154,27 @@ def _dask(exp: Experiment, todo: list[tuple[int, dict]], workers: int,
 def run_sweep(exp: Experiment, configs: Sequence[Mapping[str, Any]], store: ResultStore,
               workers: int | None = None, backend: str | None = None,
               scheduler: str | None = None, desc: str | None = None,
-              device: str = "cpu") -> list[Entry]:
+              device: str = "cpu", run_gib: float | None = None) -> list[Entry]:
     """Run ``exp`` on every config, reusing fresh stored results.
 
     Args:
         exp: the experiment (a module-level function registered with ``@experiment``).
         configs: fully resolved configs, one per run (each should carry its ``seed``).
         store: where results are read from and written to.
-        workers: parallel workers; default :func:`default_workers`.
+        workers: parallel workers; default :func:`default_workers` for ``device`` and
+            ``run_gib``.
         backend: ``"loky"`` or ``"dask"``; default :func:`default_backend`.
         scheduler: a Dask scheduler address; default ``HWLIB_DASK_SCHEDULER``.
         desc: the progress bar's label.
-        device: recorded in each entry's provenance.
+        device: where the runs compute (recorded in each entry's provenance).
+        run_gib: GPU memory one run needs, GiB (sizes the runs sharing a GPU).
 
     Returns:
         One entry per config, in the order of ``configs``.
     """
     if not configs:
         raise ParameterError(f"{exp.name}: no configs to run (an empty sweep)")
-    workers = default_workers() if workers is None else workers
+    workers = default_workers(device, run_gib) if workers is None else workers
     backend = default_backend() if backend is None else backend
     if backend not in BACKENDS:
         raise ParameterError(f"backend={backend!r}: must be one of {', '.join(BACKENDS)}")

@@ -1,0 +1,79 @@
+"""The arena's benchmark: each method's training step on each device, against a clean step of
+the same network (targets from the arena issue).
+
+* Sampling (a fresh chip per step, which is HA-SGD with L = 1): at most 1.2x a clean step
+  (the arena issue asks 1.3x of sampling, the hardware-interface issue 1.2x of HA-SGD with
+  L = 1 on every family: one method, so the stricter target). Parametric sampling: 1.3x.
+* Chip-specific training (DDHR, Fixed: one chip for the whole run): at most 1.2x.
+* HA-SGD with L = 4 is shown against four clean steps (its expected cost), target 1.3x.
+* Erasure training (SRAM): at most 1.3x.
+
+The networks are the arena's: the 784-256-256-10 ReLU MLP and, for MRAM arrays, its binarized
+twin, at the arena's batch size, on synthetic Fashion-MNIST-shaped images; each device at a
+severity in the middle of its calibrated range.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hwlib.chapters import arena
+from hwlib.hardware.base import Ideal
+from hwlib.methods.training import Standard, Step
+from hwlib.models.binary import BinaryMLP, clip_latent_weights
+from hwlib.models.mlp import MLP
+
+from .common import Ratio, interleaved
+
+#: A middle severity of each device (near the arena's calibrated middle levels).
+SEVERITIES = {"mram": 3.0, "sram": 0.05, "crossbar": 0.3, "crossbar_adc4": 0.3}
+#: Step targets of each method (HA-SGD L = 4 against four clean steps).
+TARGETS = {"ddhr": 1.2, "fixed": 1.2, "sampling": 1.2, "parametric": 1.3, "erasure": 1.3,
+           "hasgd4": 1.3}
+BATCH = 1024
+
+
+def _steps(device: str, method: str, n_steps: int, quick: bool):
+    dev = arena.DEVICES[device]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(BATCH, 1, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (BATCH,), generator=gen)
+    hidden = (64, 64) if quick else (256, 256)
+
+    def net():
+        torch.manual_seed(0)
+        return BinaryMLP(784, hidden, 10) if dev.binary else MLP((1, 28, 28), hidden, 10)
+
+    ref = net().eval()
+    hw = dev.hardware(SEVERITIES[device], ref, x[:256])
+    made = arena.METHODS[method].make(device, hw, 1)
+    if made is None:
+        return None
+
+    def make(m, train_hw):
+        model = net()
+        step = Step(model, torch.optim.Adam(model.parameters(), lr=1e-3), train_hw, m,
+                    generator=torch.Generator().manual_seed(1),
+                    after_step=clip_latent_weights if dev.binary else None)
+        return lambda: [step(x, y) for _ in range(n_steps)]
+
+    return make(Standard(), Ideal()), make(*made)
+
+
+def run(quick: bool = False) -> list[Ratio]:
+    """Every (device, method) step ratio of the arena; ``quick`` uses small sizes."""
+    rows = []
+    n_steps = 2 if quick else 6
+    devices = ["sram", "mram"] if quick else list(arena.DEVICES)
+    for device in devices:
+        for method, target in TARGETS.items():
+            pair = _steps(device, method, n_steps, quick)
+            if pair is None:
+                continue
+            clean, cand = pair
+            b, c = interleaved(clean, cand, repeats=1 if quick else 3)
+            scale = arena.METHODS[method].cost
+            rows.append(Ratio("arena", f"{arena.METHODS[method].label} step, {device}",
+                              "clean step" if scale == 1 else f"{scale} clean steps",
+                              b * scale, c, target))
+    return rows
