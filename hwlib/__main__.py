@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     cold = sub.add_parser("cold", help="execute a chapter cold and record its wall time")
     cold.add_argument("chapter")
     cold.add_argument("--profile", default="book")
+    sub.add_parser("readme", help="rewrite the README's generated blocks from the store")
     card = sub.add_parser("scorecard", help="print the scorecard")
     card.add_argument("--chapter", default=None)
     args = parser.parse_args(argv)
@@ -91,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "cold":
             t = pipeline.cold_run(args.chapter, args.profile)
             print(f"{args.chapter}: {t['total_s']:.1f} s cold ({t['notebooks']})")
+        elif args.command == "readme":
+            from .study import records
+
+            changed = records.refresh_readme(pipeline.PROJECT_ROOT / "README.md")
+            print("README.md " + ("updated" if changed else "already current"))
         elif args.command == "scorecard":
             from .study import scorecard
 

@@ -44,6 +44,7 @@ STATUS_MARK = "<!-- hwlib:status -->"
 TIMING_MARK = "<!-- hwlib:timing"
 BENCH_MARK = "<!-- hwlib:bench"
 GPU_MARK = "<!-- hwlib:gpu"
+GPU_SUMMARY_MARK = "<!-- hwlib:gpu-summary -->"
 
 
 def toc_files(root: Path = PROJECT_ROOT) -> list[str]:
@@ -344,6 +345,8 @@ def _fill_markers(page: Path, root: Path | None) -> None:
             lines.append(records.timing_markdown(_marker_chapter(stripped), root))
         elif stripped.startswith(BENCH_MARK):
             lines.append(records.bench_markdown(_marker_chapter(stripped), root))
+        elif stripped == GPU_SUMMARY_MARK:
+            lines.append(records.gpu_summary(root))
         elif stripped.startswith(GPU_MARK):
             lines.append(records.gpu_markdown(_marker_chapter(stripped), root))
         else:
@@ -386,7 +389,10 @@ def cold_run(chapter: str, profile: str = "book", quiet: bool = False) -> dict[s
         shutil.rmtree(aside, ignore_errors=True)
         raise
     shutil.rmtree(aside, ignore_errors=True)
-    return records.save_timing(base, chapter, walls, total, moved)
+    body = records.save_timing(base, chapter, walls, total, moved)
+    if profile == "book" and not os.environ.get("HWLIB_RESULTS"):
+        records.refresh_readme(PROJECT_ROOT / "README.md")
+    return body
 
 
 def stage(results_root: Path | None = None) -> Path:

@@ -156,3 +156,61 @@ def gpu_markdown(chapter: str | None, root: Path | None = None) -> str:
             out.append(f"- {c['chapter']}: {c.get('note', '')}; the `paper` profile: "
                        f"**{c['hours']:.1f} h**.")
     return "\n".join(out) + "\n"
+
+
+# --- the README's generated blocks ------------------------------------------------------------
+
+#: Per chapter: title, folder, paper, notebooks, and the `book` budget in minutes (the chapter
+#: page states the same budget).
+CHAPTER_INFO: dict[str, tuple[str, str, str, int]] = {
+    "sddhr": ("S-DDHR", "Zhang, Chen & Verma: training once for the distribution of MRAM "
+              "in-memory-computing hardware", "conductance moments; column conductance "
+              "(Fig. 3); convergence of the regimes (Fig. 4); accuracy against variation and "
+              "Table 1 (Fig. 5)", 15),
+    "memory_faults": ("memory faults", "Boukli Hacene et al.: bit masking, erasures, the "
+                      "erasure regularizer", "energy-deviation model; architectures (Table I, "
+                      "Figs. 1-2); BM against erasures (Fig. 3); depth and the blockwise policy "
+                      "(Fig. 4); the erasure regularizer (Fig. 5)", 25),
+    "hasgd": ("HA-SGD", "Hessian-aware SGD for analog non-volatile-memory compute-in-memory "
+              "(poster)", "intuition: flat minima and Hessian traces; noise level (Figs. 5, 7); "
+              "mean shift (Fig. 8); ADC quantization (Fig. 9); the number of samples L", 15),
+    "memristive": ("stochastic memristive", "Babu & Rajendran: bit-stream training, memristive "
+                   "synapses", "bit-stream arithmetic (eq. 3); training with streams (Fig. 3); "
+                   "memristive synapses (Figs. 2, 4); noisy inputs (Fig. 5)", 20),
+    "arena": ("the arena", "this book's: every training method on every device family",
+              "calibrated severities; the heat map of methods x devices; transfer; findings",
+              25),
+}
+README_BLOCKS = ("chapters", "gpu-summary")
+
+
+def readme_block(name: str, root: Path | None = None) -> str:
+    """The generated text of one README block (``chapters`` or ``gpu-summary``)."""
+    if name == "gpu-summary":
+        return gpu_summary(root)
+    if name != "chapters":
+        raise ValueError(f"unknown README block {name!r}")
+    lines = ["| chapter | paper | notebooks | `book` profile, cold, 2-core CPU |",
+             "| --- | --- | --- | --- |"]
+    for chapter, (title, paper, notebooks, budget) in CHAPTER_INFO.items():
+        t = timing(chapter, root)
+        cold = (f"{t['total_s'] / 60:.1f} min measured (budget {budget})" if t
+                else f"not measured yet (budget {budget})")
+        lines.append(f"| {title} (`notebooks/{chapter}`) | {paper} | {notebooks} | {cold} |")
+    return "\n".join(lines)
+
+
+def refresh_readme(path: Path, root: Path | None = None) -> bool:
+    """Rewrite the generated blocks of a README (between ``<!-- hwlib:NAME -->`` and
+    ``<!-- /hwlib:NAME -->``) from the store; returns whether anything changed."""
+    text = path.read_text()
+    out = text
+    for name in README_BLOCKS:
+        start, end = f"<!-- hwlib:{name} -->", f"<!-- /hwlib:{name} -->"
+        if start in out and end in out:
+            head, rest = out.split(start, 1)
+            _, tail = rest.split(end, 1)
+            out = f"{head}{start}\n{readme_block(name, root)}\n{end}{tail}"
+    if out != text:
+        path.write_text(out)
+    return out != text
