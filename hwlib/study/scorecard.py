@@ -29,7 +29,7 @@ from .rules import PENDING, Stat
 from .store import Entry, ResultStore, atomic_write, canonical
 
 CLAIMS_FILE = Path(__file__).with_name("scorecard.yml")
-CHAPTERS = ("sddhr", "memory_faults", "hasgd", "memristive")
+CHAPTERS = ("sddhr", "memory_faults", "hasgd", "memristive", "peers")
 
 
 @functools.lru_cache(maxsize=1)
