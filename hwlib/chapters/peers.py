@@ -262,7 +262,7 @@ def inference_config(kind: str, noise: str, std: float = 0.1, g_max: float = G_M
 
 def crossbar(sigma: float) -> AnalogCrossbar:
     """hwlib's side of the comparison: ``hwlib.presets.hasgd_crossbar(sigma)``, the HA-SGD
-    poster's crossbars (noise ``sigma`` times each crossbar's max|W|, range-matched bias
+    poster's crossbars (noise ``sigma`` times each crossbar's ``max|W|``, range-matched bias
     column, no ADC)."""
     return AnalogCrossbar(GaussianPerturbation(float(sigma)), "range")
 
@@ -514,8 +514,8 @@ def _aihwkit_draws(model: nn.Module, key: str, sigma: float, draws: int, seed: i
 
 
 def _noise_stats(ref: list, draws: list) -> dict[str, np.ndarray]:
-    """Per layer: std(dW)/max|W|, mean(dW)/max|W|, std(db)/max|b|, std(db)/max|[W b]|, and
-    whether the bias never moved."""
+    """Per layer: ``std(dW)/max|W|``, ``mean(dW)/max|W|``, ``std(db)/max|b|``,
+    ``std(db)/max|[W b]|``, and whether the bias never moved."""
     rows: dict[str, list[float]] = {k: [] for k in ("std_w", "mean_w", "std_b_maxb",
                                                    "std_b_maxwb", "bias_still")}
     for (w0, b0), ds in zip(ref, draws):
@@ -648,8 +648,8 @@ def equivalence_run(config: dict[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``configs`` (keys of :data:`NOISE_CONFIGS`), ``shapes`` (each layer's), and arrays
-        (configs x layers) ``std_w`` (std(dW)/max|W|), ``mean_w``, ``std_b_maxb``
-        (std(db)/max|b|), ``std_b_maxwb`` (std(db)/max|[W b]|), ``bias_still`` (1: the bias
+        (configs x layers) ``std_w`` (``std(dW)/max|W|``), ``mean_w``, ``std_b_maxb``
+        (``std(db)/max|b|``), ``std_b_maxwb`` (``std(db)/max|[W b]|``), ``bias_still`` (1: the bias
         never moved); ``frequency`` (:func:`draw_frequency`), ``seeding`` (:func:`seeding`),
         ``aihwkit`` (its version).
     """
@@ -1018,7 +1018,8 @@ def noise_table(entry: Entry) -> pd.DataFrame:
 
 
 def noise_gap(entry: Entry, keys: Sequence[str] = ("cpp", "torch")) -> float:
-    """The largest |std(dW)/max|W| of an aihwkit tile - hwlib's| over the layers."""
+    """The largest difference, over the layers, between the ``std(dW)/max|W|`` of an aihwkit
+    tile and hwlib's (absolute)."""
     configs = list(entry["configs"])
     std = np.asarray(entry["std_w"])
     ref = std[configs.index("hwlib")]
