@@ -998,6 +998,18 @@ def wide(summary: pd.DataFrame, nets: Sequence[str], label: str, levels=None) ->
     return out
 
 
+def loss_table(configs: Sequence[Mapping[str, Any]], entries: Sequence[Entry]) -> pd.DataFrame:
+    """The final training loss (mean over the last epoch) of every network: one row per
+    network, one column per training seed."""
+    rows = [{"net": NETS[c["net"]], "seed": c["seed"], "loss": float(e["train_loss"][-1])}
+            for c, e in zip(configs, entries)]
+    t = pd.DataFrame(rows).pivot(index="net", columns="seed", values="loss")
+    t = t.loc[[NETS[n] for n in NETS if NETS[n] in t.index]]
+    t.columns = [f"seed {s}" for s in t.columns]
+    t.index.name = "final training loss"
+    return t
+
+
 def time_label(seconds: float) -> str:
     """A drift time in words (``1 day``), or in seconds."""
     return TIME_LABELS.get(float(seconds), f"{seconds:g} s")
