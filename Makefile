@@ -1,5 +1,9 @@
 # hwlib and its book. `make book` and `make test` do all the set-up (see README.md).
-PYTHON  ?= $(shell command -v python3.11 || command -v python3)
+# Python 3.12 (aihwkit 1.2.0, the extra `peers`, ships wheels for 3.12 only): the first of
+# python3.12, pyenv's 3.12 and python3 that runs and is 3.12; or PYTHON=/path/to/python3.12.
+PYTHON  ?= $(shell for p in python3.12 $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 \
+             python3; do "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' \
+             2>/dev/null && { command -v "$$p"; break; }; done)
 VENV    := .venv
 PY      := $(VENV)/bin/python
 PROFILE ?= book
@@ -18,9 +22,14 @@ endif
 .PHONY: venv book notebook test bench cold clean
 
 $(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.12 is required (no python3.12 found; set PYTHON=/path/to/python3.12)"; exit 2; }
+	@if [ -x $(PY) ] && ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then \
+	  echo "$(VENV) is not Python 3.12: recreating it"; rm -rf $(VENV); fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dask,book,test]"
+	$(PY) -m pip install -q --only-binary aihwkit -e ".[peers]" || \
+	  echo "warning: aihwkit (extra peers) not installed: the aihwkit chapter shows stored results"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -47,7 +56,7 @@ bench: venv
 
 ## make cold CHAPTER=sddhr: execute a chapter cold (its results moved aside) and record the time
 cold: venv
-	@test -n "$(CHAPTER)" || { echo "error: CHAPTER=sddhr|memory_faults|hasgd|memristive is required"; exit 2; }
+	@test -n "$(CHAPTER)" || { echo "error: CHAPTER=sddhr|memory_faults|hasgd|memristive|peers is required"; exit 2; }
 	$(PY) -m hwlib cold $(CHAPTER) --profile $(PROFILE)
 
 clean:

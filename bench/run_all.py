@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import pkgutil
 import sys
@@ -40,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     print(head)
     print("-" * len(head))
     for r in rows:
+        target = f"{r.target:>8.2f}x" if math.isfinite(r.target) else f"{'none':>9}"
         print(f"{r.chapter:<14}{r.name:<{wn}}{r.baseline:<{wb}}{r.ratio:>7.2f}x"
-              f"{r.target:>8.2f}x  {'yes' if r.ok else 'NO'}")
+              f"{target}  {'yes' if r.ok else 'NO'}")
     if args.store:
         from hwlib.study.records import save_bench
 

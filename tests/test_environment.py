@@ -24,7 +24,7 @@ def test_environment_yml_matches_pyproject():
     assert listed == wanted, (sorted(listed - wanted), sorted(wanted - listed))
     assert "-e ." in pip
     py = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
-    assert py == "python=3.11" and project["requires-python"] == ">=3.11"
+    assert py == "python=3.12" and project["requires-python"] == ">=3.12"
 
 
 def test_torch_pins():

@@ -124,7 +124,7 @@ def test_chapter_settings_override_the_shared_ones(monkeypatch):
     with pytest.raises(ParameterError, match="unknown chapter 'nope'"):
         resolve("smoke", "nope", epochs=None)
     assert set(profiles.CHAPTER_PROFILES) == {"sddhr", "memory_faults", "hasgd", "memristive",
-                                              "arena", "guide"}
+                                              "arena", "peers", "guide"}
     for chapter in profiles.CHAPTER_PROFILES.values():
         assert set(chapter) == set(PROFILES)
 

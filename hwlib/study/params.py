@@ -281,6 +281,31 @@ KNOBS: dict[str, Knob] = {
     "network_seeds": Knob("int", "networks (seeds seed, seed + 1, ... of initial weights and "
                           "streams) per configuration of Fig. 4 (each sigma/B) and Fig. 5",
                           lo=1, hi=100, nullable=True),
+    # --- peers: hwlib and aihwkit ---
+    "train_sigma": Knob("float", "training noise level of both libraries' hardware-aware "
+                        "training: q of HA-SGD and std_dev of aihwkit's ADD_NORMAL, a fraction "
+                        "of each layer's max|W|", lo=0, hi=1, nullable=True),
+    "train_seeds": Knob("int", "training seeds per network (seed, seed + 1, ...)", lo=1,
+                        hi=100, nullable=True),
+    "nets": Knob("list[str]", "the networks compared: standard training, hwlib HA-SGD, "
+                 "aihwkit hardware-aware training on its C++ or torch tile",
+                 choices=("standard", "hwlib", "aihwkit", "aihwkit_torch"), nullable=True),
+    "drift_times": Knob("list[float]", "times after programming at which aihwkit's PCM-like "
+                        "devices are read (drift)", "s", lo=1, hi=1e10, nullable=True),
+    "pcm_peripheries": Knob("list[str]", "aihwkit periphery of the PCM tests: ideal (only the "
+                            "devices noisy) or default (InferenceRPUConfig's DAC, ADC and "
+                            "output noise)", choices=("ideal", "default"), nullable=True),
+    "draws": Knob("int", "training-noise draws per configuration in the equivalence check",
+                  lo=2, hi=10_000, nullable=True),
+    "timing_steps": Knob("int", "training steps per timed block", lo=1, hi=10_000,
+                         nullable=True),
+    "step_rounds": Knob("int", "round-robin rounds of the step timing", lo=1, hi=1000,
+                        nullable=True),
+    "timing_instances": Knob("int", "chips of the timed evaluation", lo=1, hi=10_000,
+                             nullable=True),
+    "timing_images": Knob("int", "test images of the timed evaluation", lo=1, nullable=True),
+    "instance_rounds": Knob("int", "round-robin rounds of the evaluation timing", lo=1,
+                            hi=1000, nullable=True),
 }
 
 
@@ -371,7 +396,7 @@ CHAPTER_KNOBS: dict[tuple[str, str], Knob] = {
 
 #: Knobs that count images of a split: (knob, split index 0 train / 1 test).
 IMAGE_COUNTS = (("n_train", 0), ("n_test", 1), ("n_test_epoch", 1), ("curve_images", 1),
-                ("calib_images", 0), ("hessian_images", 0))
+                ("calib_images", 0), ("hessian_images", 0), ("timing_images", 1))
 
 
 def check_relations(params: Mapping[str, Any]) -> None:

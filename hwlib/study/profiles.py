@@ -310,7 +310,47 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             network_seeds=3,
         ),
     },
+
+    # --- hwlib and aihwkit (issue 16): the same network, data and noise in both libraries.
+    "peers": {
+        "smoke": dict(
+            dataset="fashion_mnist",   # the dataset
+            hidden_widths=[32, 32],    # MLP hidden widths
+            n_train=1_024, n_test=512,  # training and test images
+            epochs=1, batch_size=128, lr=3e-3,  # Adam, cosine decay to zero
+            train_sigma=0.1,           # q of HA-SGD and aihwkit's ADD_NORMAL std_dev
+            train_seeds=2,             # training seeds per network
+            nets=["standard", "hwlib", "aihwkit", "aihwkit_torch"],
+            test_sigmas=[0.0, 0.2],    # hwlib's test levels p
+            instances=2,               # chips per test point
+            drift_times=[3_600.0, 86_400.0, 31_536_000.0],  # 1 hour, 1 day, 1 year (s)
+            pcm_peripheries=["ideal"],  # aihwkit periphery of the PCM tests
+            draws=4,                   # training-noise draws of the equivalence check
+            timing_steps=2, step_rounds=1,        # timed steps per block, rounds
+            timing_instances=4, timing_images=512, instance_rounds=1,
+            torch_device="cpu",
+        ),
+        "book": dict(
+            dataset="fashion_mnist",
+            hidden_widths=[256, 256],  # 784-256-256-10
+            n_train=60_000, n_test=10_000,
+            epochs=5, batch_size=1024, lr=3e-3,
+            train_sigma=0.1,
+            train_seeds=3,
+            nets=["standard", "hwlib", "aihwkit", "aihwkit_torch"],
+            test_sigmas=[0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
+            instances=10,
+            drift_times=[3_600.0, 86_400.0, 31_536_000.0],
+            pcm_peripheries=["ideal", "default"],
+            draws=40,
+            timing_steps=10, step_rounds=7,
+            timing_instances=32, timing_images=10_000, instance_rounds=3,
+            torch_device="cpu",        # aihwkit's tiles are timed on the CPU
+        ),
+    },
 }
+# no paper to reproduce: the paper profile is the book's
+CHAPTER_PROFILES["peers"]["paper"] = dict(CHAPTER_PROFILES["peers"]["book"])
 
 
 # --- the guide "Using hwlib in your own code": the shared settings (its examples are small).

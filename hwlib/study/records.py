@@ -5,6 +5,7 @@ No page types these numbers in; the pipeline renders them from here."""
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shutil
 from pathlib import Path
@@ -94,8 +95,8 @@ def bench_markdown(chapter: str | None, root: Path | None = None) -> str:
            "| benchmark | baseline | ratio | target |", "|---|---|---|---|"]
     for r in rows:
         ok = "" if r["ratio"] <= r["target"] else " (over)"
-        out.append(f"| {r['name']} | {r['baseline']} | {r['ratio']:.2f}x{ok} | "
-                   f"{r['target']:.2f}x |")
+        target = f"{r['target']:.2f}x" if math.isfinite(r["target"]) else "none"
+        out.append(f"| {r['name']} | {r['baseline']} | {r['ratio']:.2f}x{ok} | {target} |")
     return "\n".join(out) + "\n"
 
 

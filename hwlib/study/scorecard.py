@@ -29,7 +29,7 @@ from .rules import PENDING, Stat
 from .store import Entry, ResultStore, atomic_write, canonical
 
 CLAIMS_FILE = Path(__file__).with_name("scorecard.yml")
-CHAPTERS = ("sddhr", "memory_faults", "hasgd", "memristive", "arena")
+CHAPTERS = ("sddhr", "memory_faults", "hasgd", "memristive", "arena", "peers")
 
 
 @functools.lru_cache(maxsize=1)
@@ -325,11 +325,14 @@ def markdown(chapter: str | None = None, root: Path | None = None) -> str:
         cells = [str(r[c]).replace("|", "\\|") for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
     papers, findings = df[df.kind == "paper"], df[df.kind == "finding"]
-    head = f"{len(papers)} claims of the papers: " + ", ".join(
-        f"{n} {k}" for k, n in counts(papers).items())
-    if len(findings):
-        head += f"; {len(findings)} findings of this book: " + ", ".join(
-            f"{n} {k}" for k, n in counts(findings).items())
+    parts = []
+    if len(papers) or not len(findings):
+        parts.append(f"{len(papers)} claims of the papers: " + ", ".join(
+            f"{n} {k}" for k, n in counts(papers).items()))
+    if len(findings):  # a chapter without a paper (peers) has findings only
+        parts.append(f"{len(findings)} findings of this book: " + ", ".join(
+            f"{n} {k}" for k, n in counts(findings).items()))
+    head = "; ".join(parts)
     return head + ".\n\n" + "\n".join(lines) + "\n"
 
 
