@@ -18,7 +18,7 @@ from ..study.rules import Stat
 
 def readings_products(table: pd.DataFrame, slope: float, bl_grid: Sequence[int]
                       ) -> dict[str, tuple[dict, str]]:
-    """Eq. (3): the largest |z| of the Monte Carlo mean and variance of the stream product
+    """Eq. (3): the largest ``|z|`` of the Monte Carlo mean and variance of the stream product
     against ab and ab(1 - ab)/N, and the log-log slope of the error against N."""
     return {
         "memristive.eq3.mean": ({"max_abs_z": float(table.z_mean.abs().max()),

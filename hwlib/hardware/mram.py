@@ -297,7 +297,7 @@ def preactivation_std(u_ideal, M: int, cell: MRAMCell):
 
     With p1 = (M + u)/2 and p-1 = (M - u)/2, Var[u_n] = 4 (p1 sigma_GP^2 + p-1
     sigma_GAP^2) / (G_P0 - G_AP0)^2, where sigma_G^2 = sigma^2/mu^4 (paper, Sec. 4.3).
-    Works on numbers, numpy arrays and torch tensors alike; |u| > M is refused (no column
+    Works on numbers, numpy arrays and torch tensors alike; ``|u| > M`` is refused (no column
     of M rows computes it).
     """
     _check_u(u_ideal, M)

@@ -494,7 +494,7 @@ class FaultMap:
             x: the batch.
             scale: the memory's fixed quantization step s, calibrated beforehand (then every
                 value saturates at +-127 s, as a fixed-point memory does); ``None``: the scale
-                rule of each sample, max|x| / 127 of that inference (hardware that computes
+                rule of each sample, ``max|x| / 127`` of that inference (hardware that computes
                 it per inference).
         """
         b = x.shape[0]
@@ -525,7 +525,7 @@ class FaultMap:
 def calibrate_activation_scales(model: nn.Module, x: torch.Tensor, batch_size: int = 500
                                 ) -> tuple[float, ...]:
     """Fixed quantization steps of the activation memories, as hardware calibrates them: for
-    each activation site (:func:`activation_sites`, in order), s = max |a| / 127 over the
+    each activation site (:func:`activation_sites`, in order), ``s = max|a| / 127`` over the
     calibration images ``x`` (training images), the clean network in eval mode. A site never
     active gets s = 1."""
     sites = activation_sites(model)
@@ -815,7 +815,7 @@ class SRAMFaults(Hardware):
             p_e), on ``weights``, ``activations`` or ``both``, at one rate or a rate per block.
         activation_scales: the activation memories' fixed quantization steps, one per
             activation site (:func:`calibrate_activation_scales`); ``None`` (the default): the
-            scale of each inference, max|a| / 127, which assumes hardware that computes it.
+            scale of each inference, ``max|a| / 127``, which assumes hardware that computes it.
         **fields: or the fields of :class:`FaultConfig` (``model``, ``rate``, ``targets``,
             ``block_rates``).
 

@@ -20,7 +20,7 @@ from ..hardware.mram import ExactReadout
 
 
 class _SignSTE(torch.autograd.Function):
-    """sign(x) in {-1, +1} forward; the straight-through estimator 1_{|x| <= 1} backward."""
+    """sign(x) in {-1, +1} forward; the straight-through estimator ``1_{|x| <= 1}`` backward."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102

@@ -181,6 +181,10 @@ CHAPTER_INFO: dict[str, tuple[str, str, str, int]] = {
     "arena": ("the arena", "this book's: every training method on every device family",
               "calibrated severities; the heat map of methods x devices; transfer; findings",
               25),
+    "peers": ("hwlib and aihwkit", "this book's: the same experiment in hwlib and IBM's "
+              "aihwkit", "the noise definitions side by side; hardware-aware training in both; "
+              "aihwkit's PCM model with drift; step and 32-chip timings; the same example in "
+              "both", 15),
 }
 README_BLOCKS = ("chapters", "gpu-summary")
 
