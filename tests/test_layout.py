@@ -1,7 +1,6 @@
 """The package's layout: imports run one way (plumbing, hardware, models, methods, chapters),
 no import cycles, one module per device family."""
 
-import ast
 from pathlib import Path
 
 import pytest
@@ -24,24 +23,11 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(name: str, path: Path) -> set[str]:
-    """Every hwlib module ``name`` imports, at any depth of its code."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                target = f"{base}.{node.module}" if node.module else base
-            else:
-                target = node.module or ""
-            if target.split(".")[0] != "hwlib":
-                continue
-            for alias in node.names:
-                sub = f"{target}.{alias.name}"
-                found.add(sub if sub in MODULES else target)
-        elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.split(".")[0] == "hwlib")
-    return {m for m in found if m in MODULES and m != name}
+    """Every hwlib module ``name`` imports, at any depth of its code (the parser the code
+    fingerprints use)."""
+    from hwlib.study.provenance import _hwlib_imports
+
+    return {m for m in _hwlib_imports(name) if m in MODULES and m != name}
 
 
 MODULES = _modules()

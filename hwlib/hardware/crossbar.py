@@ -49,6 +49,7 @@ from torch import nn
 
 from ..errors import ParameterError
 from .base import Chip, Hardware
+from .calibration import observe_outputs
 
 #: Rules for the folding constant s of the bias column (Fig. 5).
 FOLDS = ("range", "unit")
@@ -383,22 +384,11 @@ class ADC:
         lo = [math.inf] * len(layers)
         hi = [-math.inf] * len(layers)
 
-        def hook(i):
-            def record(_m, _inp, out):
-                a, b = torch.aminmax(out)
-                lo[i], hi[i] = min(lo[i], float(a)), max(hi[i], float(b))
-            return record
+        def record(i: int, out: torch.Tensor) -> None:
+            a, b = torch.aminmax(out)
+            lo[i], hi[i] = min(lo[i], float(a)), max(hi[i], float(b))
 
-        handles = [m.register_forward_hook(hook(i)) for i, m in enumerate(layers)]
-        was = model.training
-        model.eval()
-        try:
-            for i in range(0, len(x), batch_size):
-                model(x[i:i + batch_size])
-        finally:
-            for h in handles:
-                h.remove()
-            model.train(was)
+        observe_outputs(model, layers, x, record, batch_size)
         self.ranges = list(zip(lo, hi))
         return self
 

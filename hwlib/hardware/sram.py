@@ -41,6 +41,7 @@ from torch import nn
 
 from ..errors import ParameterError, check_probability
 from .base import Chip, Hardware
+from .calibration import observe_outputs
 
 #: The paper's fit of eq. (1) to 65 nm SRAM data (its source data is not available here).
 A_PAPER = 12.8
@@ -528,24 +529,13 @@ def calibrate_activation_scales(model: nn.Module, x: torch.Tensor, batch_size: i
     each activation site (:func:`activation_sites`, in order), ``s = max|a| / 127`` over the
     calibration images ``x`` (training images), the clean network in eval mode. A site never
     active gets s = 1."""
-    sites = activation_sites(model)
+    sites = [m for _, m in activation_sites(model)]
     top = [0.0] * len(sites)
 
-    def hook(k):
-        def record(_m, _i, out):
-            top[k] = max(top[k], float(out.detach().abs().amax()))
-        return record
+    def record(k: int, out: torch.Tensor) -> None:
+        top[k] = max(top[k], float(out.detach().abs().amax()))
 
-    handles = [m.register_forward_hook(hook(k)) for k, (_, m) in enumerate(sites)]
-    was = model.training
-    model.eval()
-    try:
-        for i in range(0, len(x), batch_size):
-            model(x[i:i + batch_size])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
+    observe_outputs(model, sites, x, record, batch_size)
     return tuple(t / QMAX if t > 0 else 1.0 for t in top)
 
 
