@@ -12,7 +12,8 @@ Subpackages, in the direction imports run:
 * :mod:`hwlib.hardware`: MRAM arrays, SRAM faults, analog crossbars, memristive synapses,
   bit streams;
 * :mod:`hwlib.models`: binarized networks, MLPs, ResNets, WideResNet, checkpoints;
-* :mod:`hwlib.methods`: the training loop and methods, evaluation on chips, curvature;
+* :mod:`hwlib.methods`: the training loop and methods, evaluation on chips, curvature,
+  bit-stream training;
 * :mod:`hwlib.chapters`: one module per paper.
 """
 
@@ -38,6 +39,7 @@ __all__ = [
     "__version__", "presets", "DatasetMissingError", "HwlibError", "ParameterError",
     "StoreError", "Chip", "Hardware", "Ideal", "attach", "ADC", "AnalogCrossbar",
     "GaussianPerturbation", "MRAMArray", "MRAMCell", "FaultConfig", "SRAMFaults", "accuracy",
-    "accuracy_on_chips", "HASGD", "FreshChip", "OneChip", "Parametric", "Standard", "Step",
-    "fit", "Session", "setup", "Entry", "Experiment", "ResultStore", "experiment", "run_sweep",
+    "accuracy_on_chips", "HASGD", "FreshChip",
+    "OneChip", "Parametric", "Standard", "Step", "fit", "Session", "setup", "Entry",
+    "Experiment", "ResultStore", "experiment", "run_sweep",
 ]

@@ -10,8 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hwlib"
 #: The layers, bottom up: a module may import from its own layer and the ones below.
 LAYERS = {"study": 0, "errors": 0, "data": 0, "hardware": 1, "models": 2, "methods": 3,
           "chapters": 4}
-#: Aggregators on top: the public API and its presets, the command line, the simulator that
-#: the memristive chapter consumes (moved under chapters with it).
+#: Aggregators on top: the public API and its presets, the command line.
 TOP = {"hwlib", "hwlib.presets", "hwlib.__main__"}
 
 
@@ -82,6 +81,12 @@ def test_no_import_cycles():
 
 def test_one_module_per_device_family():
     families = {p.stem for p in (PACKAGE / "hardware").glob("*.py")} - {"__init__", "base"}
-    assert {"mram", "sram", "crossbar"} <= families
+    assert {"mram", "sram", "crossbar", "memristor", "bitstream"} <= families
     for m in ("mram", "sram", "crossbar"):
         assert "Hardware" in (PACKAGE / "hardware" / f"{m}.py").read_text()
+
+
+def test_every_module_sits_in_a_layer():
+    """No module of the library floats outside the layers (the memristive chapter's simulator
+    used to sit at the top level)."""
+    assert [m for m in MODULES if _layer(m) is None and m not in TOP] == []

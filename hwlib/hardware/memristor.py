@@ -1,9 +1,11 @@
 """Memristive synapses: two unidirectional devices per weight (Babu & Rajendran, Fig. 2).
 
-The readable reference model of the device (float64 states, ``torch.randn`` noise); the
-simulator (:mod:`hwlib.stochastic_dnn`, :mod:`hwlib.stochastic_kernels`) implements the same
-write model with counter-based normals and states stored in fixed point (``B / 1024``, so that
-its sums are exact), and its tests compare the two in distribution.
+The device's write model (:class:`MemristorConfig`, :func:`program`, :func:`reset_pair`,
+:class:`SynapseArray`: float64 states, ``torch.randn`` noise). Bit-stream training
+(:mod:`hwlib.methods.bitstream_training`, with its compiled kernels
+:mod:`hwlib.methods.bitstream_kernels`) implements the same write model with counter-based
+normals and states stored in fixed point (``B / 1024``, so that its sums are
+exact), and its tests compare the two in distribution.
 
 Each synapse is a pair of devices with effective weight ``G_eff = G+ - G-``. A device's
 conductance only rises (unidirectional programming): ``G+`` is programmed to increase the
@@ -37,6 +39,7 @@ Reset (every ``reset_every`` images; the paper: "the devices are periodically re
 ``G-`` if negative. With ``reset_noise`` (the default) the re-programming is one programming
 event of the same write model with a move of ``|d|`` levels: ``|d| + (sigma / B) z``, clipped to
 ``[0, levels - 1]``; without, it is exact and a reset changes no weight.
+
 """
 
 from __future__ import annotations
@@ -47,29 +50,33 @@ from typing import Any
 
 import torch
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 
 @dataclass(frozen=True)
 class MemristorConfig:
-    """A linear, unidirectional memristive device and the synapse's reset rule."""
+    """A linear, unidirectional memristive device (Babu & Rajendran, Sec. III, Fig. 2) and the
+    synapse's reset rule. Conductances are in units of ``G_min``; the paper's symbols: ``B``
+    (the level spacing, the change of one pulse-pair overlap), ``sigma`` (programming noise)."""
 
     on_off_ratio: float = 15.0
-    """Dynamic range ``G_max / G_min`` (the paper's on/off ratio: 15)."""
+    """Dynamic range ``G_max / G_min``, dimensionless (the paper's on/off ratio: 15)."""
     levels: int = 32
     """Nominal conductance states from ``G_min`` to ``G_max``, equally spaced ``B`` apart (the
     paper: 32); ``B`` is the change of one pulse-pair overlap. Programmed states are continuous."""
     sigma_over_b: float = 0.1
-    """Programming noise: standard deviation ``sigma`` of one programming event, in units of
-    the level spacing ``B`` (the paper sweeps it; its best devices have 0.1)."""
+    """Programming noise ``sigma / B``: the standard deviation ``sigma`` of one programming
+    event in units of the level spacing ``B``, dimensionless (the paper sweeps it; its best
+    devices have 0.1)."""
     reset_every: int = 15
-    """Images between two resets of every synapse (the paper: 15; 0: never reset)."""
+    """Training only: images between two resets of every synapse (the paper: 15; 0: never)."""
     reset_noise: bool = True
-    """Whether the re-programming after a reset is a programming event of the same noisy write
-    model (True) or exact (False). The paper says only that "the devices are periodically reset
-    after every 15 image[s]"; re-programming the weight afterwards programs a device, and the
-    paper has one write model, in which every programming event carries its Gaussian noise
-    (Fig. 2), so True is what it implies. False isolates the noise of the updates."""
+    """Training only: whether the re-programming after a reset is a programming event of the
+    same noisy write model (True) or exact (False). The paper says only that "the devices are
+    periodically reset after every 15 image[s]"; re-programming the weight afterwards programs
+    a device, and the paper has one write model, in which every programming event carries its
+    Gaussian noise (Fig. 2), so True is what it implies. False isolates the noise of the
+    updates."""
 
     def __post_init__(self) -> None:
         check_memristor(**asdict(self))
@@ -207,3 +214,4 @@ class SynapseArray:
         self.g_plus, self.g_minus = reset_pair(
             self.g_plus, self.g_minus, self.config.sigma_over_b if self.config.reset_noise
             else 0.0, z, self.config.top)
+
