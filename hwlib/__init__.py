@@ -27,6 +27,7 @@ from . import presets
 from .errors import DatasetMissingError, HwlibError, ParameterError, StoreError
 from .hardware.base import Chip, Hardware, Ideal, attach
 from .hardware.crossbar import ADC, AnalogCrossbar, GaussianPerturbation
+from .hardware.memristor import MemristivePairs, MemristorConfig
 from .hardware.mram import MRAMArray, MRAMCell
 from .hardware.sram import FaultConfig, SRAMFaults
 from .methods.evaluation import accuracy, accuracy_on_chips
@@ -38,8 +39,8 @@ from .study.sweep import run_sweep
 __all__ = [
     "__version__", "presets", "DatasetMissingError", "HwlibError", "ParameterError",
     "StoreError", "Chip", "Hardware", "Ideal", "attach", "ADC", "AnalogCrossbar",
-    "GaussianPerturbation", "MRAMArray", "MRAMCell", "FaultConfig", "SRAMFaults", "accuracy",
-    "accuracy_on_chips", "HASGD", "FreshChip",
+    "GaussianPerturbation", "MemristivePairs", "MemristorConfig", "MRAMArray", "MRAMCell",
+    "FaultConfig", "SRAMFaults", "accuracy", "accuracy_on_chips", "HASGD", "FreshChip",
     "OneChip", "Parametric", "Standard", "Step", "fit", "Session", "setup", "Entry",
     "Experiment", "ResultStore", "experiment", "run_sweep",
 ]

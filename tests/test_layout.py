@@ -82,7 +82,7 @@ def test_no_import_cycles():
 def test_one_module_per_device_family():
     families = {p.stem for p in (PACKAGE / "hardware").glob("*.py")} - {"__init__", "base"}
     assert {"mram", "sram", "crossbar", "memristor", "bitstream"} <= families
-    for m in ("mram", "sram", "crossbar"):
+    for m in ("mram", "sram", "crossbar", "memristor"):
         assert "Hardware" in (PACKAGE / "hardware" / f"{m}.py").read_text()
 
 
