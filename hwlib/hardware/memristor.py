@@ -404,20 +404,21 @@ class MemristivePairs(Hardware):
         k = n if z is None else program(torch.zeros_like(n), n, self.device.sigma_over_b, z, top)
         return torch.sign(w) * k * b_w
 
+    def expected(self) -> PairChip:
+        """The noise-free chip: every weight quantized to the nearest nominal level."""
+        return PairChip(self, noisy=False)
+
+    @property
+    def deterministic(self) -> bool:
+        """True without programming noise (every chip is the expected chip)."""
+        return self.device.sigma_over_b == 0
+
     def _sample(self, seed: int) -> PairChip:
         return PairChip(self, seed)
 
     def fresh(self, generator: torch.Generator | None) -> PairChip:
         """A chip drawn from ``generator`` when attached (one draw per attachment)."""
-        return PairChip(self, None, generator)
-
-    def expected(self) -> PairChip:
-        """The noise-free chip: every weight quantized to the nearest nominal level."""
-        return PairChip(self, None, None, noisy=False)
-
-    @property
-    def deterministic(self) -> bool:  # noqa: D102
-        return self.device.sigma_over_b == 0
+        return PairChip(self, generator=generator)
 
     def config(self) -> dict[str, Any]:  # noqa: D102
         return {"family": self.family, "on_off_ratio": self.device.on_off_ratio,
