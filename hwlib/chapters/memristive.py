@@ -165,7 +165,8 @@ def chapter_networks(session) -> list[NetworkConfig]:
     nets = (float_networks(p, dev) + memristive_networks(p, dev, sigmas, seeds)
             + baseline_networks(p, dev, seeds)[1:-1] + reading_networks(p, dev)[1:]
             + reset_networks(p, dev) + w_max_networks(p, dev, p.w_max_factors,
-                                                       seeds=int(p.w_max_seeds)))
+                                                       seeds=int(p.w_max_seeds),
+                                                       reset_noise=p.w_max_reset_noise))
     unique = {json_key(c.to_dict()): c for c in nets}
     return list(unique.values())
 

@@ -270,6 +270,8 @@ KNOBS: dict[str, Knob] = {
                           "the chapter's w_max)", lo=1e-3, hi=1000, nullable=True),
     "w_max_seeds": Knob("int", "networks (seeds) per factor of the w_max sweep", lo=1, hi=100,
                         nullable=True),
+    "w_max_reset_noise": Knob("bool", "the reset setting of the w_max sweep (None: reset_noise, "
+                              "the chapter's)", nullable=True),
 }
 
 
