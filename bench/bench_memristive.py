@@ -6,16 +6,23 @@ products) done as big batched matrix products, 1,000 images at a time, on one co
 simulator of batch-one training can beat it by much. Each sweep below trains several networks
 on the same images (the chapter's simulator,
 :class:`hwlib.methods.bitstream_training.Lockstep`, with its compiled kernels) and its time
-per network and image is compared with that limit (target: at least 25 % of it, a ratio of at
-most 4). The plain PyTorch autograd loop (one network, batch
-size one) is measured in the same run.
+per network and image is compared with that limit. The plain PyTorch autograd loop (one
+network, batch size one) is measured in the same run.
 
-Memristive networks in these sweeps re-program the weights exactly at a reset
-(``reset_noise=False``), the workload the target was set for. The chapter's networks use the
-paper's noisy reset (``reset_noise=True``): every 15 images each of the 235,000 synapses gets a
-fresh normal, about 16,000 normals per image, which the matrix-product limit does not include.
-Its cost is measured against the same sweep with exact resets (target: at most 4 times its
-time).
+Targets:
+
+* every sweep row (deterministic, BL = 10, BL = 100, memristive, the chapter's sweep): at least
+  25 % of the limit, a ratio of at most 4. Memristive networks in these rows re-program the
+  weights exactly at a reset (``reset_noise=False``): the workload the target was set for, kept
+  so that the rows stay comparable from one version of the simulator to the next;
+* the noisy reset (``reset_noise=True``, the paper's write model and the chapter's default):
+  every 15 images each of the 235,000 synapses gets a fresh normal, about 16,000 normals per
+  image, work the matrix-product limit does not contain. Its row times the memristive sweep
+  with noisy resets against the same sweep with exact resets: target at most 4 times its time.
+  Measured early in training, where updates are densest, the ratio is at its lowest (about 3
+  on the development machine); over whole `book` runs it is about 4, which the chapter's `book`
+  profile is scoped for;
+* the deterministic sweep against the plain autograd loop: at most 0.25 of its time.
 
 The sweeps train on MNIST when it is under ``HWLIB_DATA`` (real learning dynamics, inputs
 mean-normalized per image as in the chapter; the first images are a warm-up, so the timed
