@@ -4,17 +4,25 @@ Batch-size-one training is sequential. The *matrix-product limit* is the time pe
 same layer products (forward 784-256-128-10, back-propagation, the three weight-gradient
 products) done as big batched matrix products, 1,000 images at a time, on one core: no
 simulator of batch-one training can beat it by much. Each sweep below trains several networks
-on the same images (the chapter's simulator, :class:`hwlib.stochastic_dnn.Lockstep`, with its
-compiled kernels) and its time per network and image is compared with that limit (target: at
-least 25 % of it, a ratio of at most 4). The plain PyTorch autograd loop (one network, batch
-size one) is measured in the same run.
+on the same images (the chapter's simulator,
+:class:`hwlib.methods.bitstream_training.Lockstep`, with its compiled kernels) and its time
+per network and image is compared with that limit. The plain PyTorch autograd loop (one
+network, batch size one) is measured in the same run.
 
-Memristive networks in these sweeps re-program the weights exactly at a reset
-(``reset_noise=False``), the workload the target was set for. The chapter's networks use the
-paper's noisy reset (``reset_noise=True``): every 15 images each of the 235,000 synapses gets a
-fresh normal, about 16,000 normals per image, which the matrix-product limit does not include.
-Its cost is measured against the same sweep with exact resets (target: at most 4 times its
-time).
+Targets:
+
+* every sweep row (deterministic, BL = 10, BL = 100, memristive, the chapter's sweep): at least
+  25 % of the limit, a ratio of at most 4. Memristive networks in these rows re-program the
+  weights exactly at a reset (``reset_noise=False``): the workload the target was set for, kept
+  so that the rows stay comparable from one version of the simulator to the next;
+* the noisy reset (``reset_noise=True``, the paper's write model and the chapter's default):
+  every 15 images each of the 235,000 synapses gets a fresh normal, about 16,000 normals per
+  image, work the matrix-product limit does not contain. Its row times the memristive sweep
+  with noisy resets against the same sweep with exact resets: target at most 4 times its time.
+  Measured early in training, where updates are densest, the ratio is at its lowest (about 3
+  on the development machine); over whole `book` runs it is about 4, which the chapter's `book`
+  profile is scoped for;
+* the deterministic sweep against the plain autograd loop: at most 0.25 of its time.
 
 The sweeps train on MNIST when it is under ``HWLIB_DATA`` (real learning dynamics, inputs
 mean-normalized per image as in the chapter; the first images are a warm-up, so the timed
@@ -26,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hwlib import stochastic_dnn as sd
+from hwlib.methods import bitstream_training as bt
 
 from .common import Ratio, interleaved
 
@@ -38,7 +46,7 @@ def _images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     from hwlib.data import DATASETS, data_root
 
     if (data_root() / DATASETS["mnist"].folder / "train-images-idx3-ubyte").exists():
-        return sd.load_split(sd.NetworkConfig(n_train=n), True)
+        return bt.load_split(bt.NetworkConfig(n_train=n), True)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(n, 784, generator=g)
     x[x < 0.81] = 0                                     # MNIST: about 19 % of pixels are lit
@@ -67,7 +75,7 @@ def _limit(batch: int = 1000):
 def _sweep(configs, x, y, steps: int, warm: int):
     """A group of networks; each call trains it on the next ``steps`` images (warmed up on
     ``warm`` images first, which also compiles or loads the kernels)."""
-    net = sd.Lockstep(configs)
+    net = bt.Lockstep(configs)
     pos = [0]
 
     def run():
@@ -82,8 +90,8 @@ def _sweep(configs, x, y, steps: int, warm: int):
 
 
 def _autograd(x, y, steps: int):
-    ref = sd.ReferenceMLP(sd.initial_weights(sd.NetworkConfig()))
-    xin = sd.network_inputs(x)
+    ref = bt.ReferenceMLP(bt.initial_weights(bt.NetworkConfig()))
+    xin = bt.network_inputs(x)
     pos = [0]
 
     def run():
@@ -95,22 +103,22 @@ def _autograd(x, y, steps: int):
     return run
 
 
-def memristive_sweep(reset_noise: bool = False) -> list[sd.NetworkConfig]:
+def memristive_sweep(reset_noise: bool = False) -> list[bt.NetworkConfig]:
     """Six memristive networks, one per programming noise of Fig. 4."""
-    return [sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=s, w_max=W_MAX,
+    return [bt.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=s, w_max=W_MAX,
                              reset_noise=reset_noise) for s in SIGMAS]
 
 
-def sweeps() -> dict[str, list[sd.NetworkConfig]]:
+def sweeps() -> dict[str, list[bt.NetworkConfig]]:
     """The benchmark's sweeps: six networks each, and the chapter's own networks (memristive
     ones with exact resets, see the module text)."""
     mem = memristive_sweep()
     return {
-        "deterministic": [sd.NetworkConfig(bl=0, seed=s) for s in range(6)],
-        "BL = 10": [sd.NetworkConfig(bl=10, seed=s) for s in range(6)],
-        "BL = 100": [sd.NetworkConfig(bl=100, seed=s) for s in range(6)],
+        "deterministic": [bt.NetworkConfig(bl=0, seed=s) for s in range(6)],
+        "BL = 10": [bt.NetworkConfig(bl=10, seed=s) for s in range(6)],
+        "BL = 100": [bt.NetworkConfig(bl=100, seed=s) for s in range(6)],
         "memristive (BL = 10)": mem,
-        "chapter": [sd.NetworkConfig(bl=b) for b in (0, 2, 10, 50, 100)] + mem,
+        "chapter": [bt.NetworkConfig(bl=b) for b in (0, 2, 10, 50, 100)] + mem,
     }
 
 
@@ -124,7 +132,7 @@ def run(quick: bool = False) -> list[Ratio]:
     rows = []
     for name, configs in sweeps().items():
         if name == "chapter":                 # its groups as the sweep plans them, one by one
-            groups = sd.plan_groups(configs, 2)
+            groups = bt.plan_groups(configs, 2)
             runs = [_sweep(g, x, y, steps, warm) for g in groups]
 
             def cand(runs=runs):

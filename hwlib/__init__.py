@@ -12,7 +12,8 @@ Subpackages, in the direction imports run:
 * :mod:`hwlib.hardware`: MRAM arrays, SRAM faults, analog crossbars, memristive synapses,
   bit streams;
 * :mod:`hwlib.models`: binarized networks, MLPs, ResNets, WideResNet, checkpoints;
-* :mod:`hwlib.methods`: the training loop and methods, evaluation on chips, curvature;
+* :mod:`hwlib.methods`: the training loop and methods, evaluation on chips, curvature,
+  bit-stream training;
 * :mod:`hwlib.chapters`: one module per paper.
 """
 
@@ -26,6 +27,7 @@ from . import presets
 from .errors import DatasetMissingError, HwlibError, ParameterError, StoreError
 from .hardware.base import Chip, Hardware, Ideal, attach
 from .hardware.crossbar import ADC, AnalogCrossbar, GaussianPerturbation
+from .hardware.memristor import MemristivePairs, MemristorConfig
 from .hardware.mram import MRAMArray, MRAMCell
 from .hardware.sram import FaultConfig, SRAMFaults
 from .methods.evaluation import accuracy, accuracy_on_chips
@@ -37,7 +39,8 @@ from .study.sweep import run_sweep
 __all__ = [
     "__version__", "presets", "DatasetMissingError", "HwlibError", "ParameterError",
     "StoreError", "Chip", "Hardware", "Ideal", "attach", "ADC", "AnalogCrossbar",
-    "GaussianPerturbation", "MRAMArray", "MRAMCell", "FaultConfig", "SRAMFaults", "accuracy",
-    "accuracy_on_chips", "HASGD", "FreshChip", "OneChip", "Parametric", "Standard", "Step",
-    "fit", "Session", "setup", "Entry", "Experiment", "ResultStore", "experiment", "run_sweep",
+    "GaussianPerturbation", "MemristivePairs", "MemristorConfig", "MRAMArray", "MRAMCell",
+    "FaultConfig", "SRAMFaults", "accuracy", "accuracy_on_chips", "HASGD", "FreshChip",
+    "OneChip", "Parametric", "Standard", "Step", "fit", "Session", "setup", "Entry",
+    "Experiment", "ResultStore", "experiment", "run_sweep",
 ]

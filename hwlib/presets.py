@@ -17,14 +17,17 @@ preset                   hardware and parameters
                          p(eta) = exp(-12.8 eta) for the energy (:func:`sram_energy_model`)
 :func:`hasgd_crossbar`   the HA-SGD poster's crossbar: nu ~ N(shift R, (sigma R)^2), range-
                          matched bias folding (Fig. 5)
-:func:`babu_rajendran`   Babu & Rajendran's memristive device: on/off ratio 15, 32 levels,
-                         sigma = 0.1 B, reset every 15 images
+:func:`babu_rajendran`   Babu & Rajendran's memristive device pairs: on/off ratio 15, 32
+                         levels, write noise sigma = 0.1 B (each weight programmed from reset)
 =======================  =================================================================
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from .hardware.crossbar import ADC, AnalogCrossbar, GaussianPerturbation
+from .hardware.memristor import MemristivePairs, MemristorConfig
 from .hardware.mram import MU_P_OHM, R_MIN_REL, SIGMA_REL_NOMINAL, TMR, MRAMArray, MRAMCell
 from .hardware.sram import A_PAPER, EnergyModel, FaultConfig, SRAMFaults
 
@@ -75,10 +78,18 @@ def hasgd_crossbar(sigma: float = 0.05, shift: float = 0.0, adc_bits: int | None
                           ADC(adc_bits) if adc_bits else None)
 
 
-def babu_rajendran(sigma_over_b: float = 0.1):
-    """Babu & Rajendran's memristive synapses at inference: two linear devices per weight
-    (on/off ratio 15, 32 levels), weights programmed with write noise sigma = ``sigma_over_b``
-    level spacings B."""
-    from .hardware.memristor import MemristivePairs, MemristorConfig
+def babu_rajendran(sigma_over_b: float = 0.1, w_max: float | Sequence[float] | None = None
+                   ) -> MemristivePairs:
+    """Babu & Rajendran's memristive synapses at inference: every weight on a pair of linear,
+    unidirectional devices (on/off ratio 15, 32 levels), programmed from reset by one event of
+    the write model with noise sigma = ``sigma_over_b`` level spacings B.
 
-    return MemristivePairs(MemristorConfig(15.0, 32, sigma_over_b, 15, False))
+    Args:
+        sigma_over_b: the programming noise sigma/B (dimensionless; the paper's best devices:
+            0.1, its Fig. 4 sweeps it).
+        w_max: the weight of a pair with G+ at G_max and G- at G_min (the layer's weight units;
+            the paper does not give it): one for every layer, one per layer, or None: each
+            layer's ``max |W|``.
+    """
+    return MemristivePairs(MemristorConfig(on_off_ratio=15.0, levels=32,
+                                           sigma_over_b=sigma_over_b), w_max)

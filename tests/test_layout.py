@@ -67,6 +67,12 @@ def test_no_import_cycles():
 
 def test_one_module_per_device_family():
     families = {p.stem for p in (PACKAGE / "hardware").glob("*.py")} - {"__init__", "base"}
-    assert {"mram", "sram", "crossbar"} <= families
-    for m in ("mram", "sram", "crossbar"):
+    assert {"mram", "sram", "crossbar", "memristor", "bitstream"} <= families
+    for m in ("mram", "sram", "crossbar", "memristor"):
         assert "Hardware" in (PACKAGE / "hardware" / f"{m}.py").read_text()
+
+
+def test_every_module_sits_in_a_layer():
+    """No module of the library floats outside the layers (the memristive chapter's simulator
+    used to sit at the top level)."""
+    assert [m for m in MODULES if _layer(m) is None and m not in TOP] == []

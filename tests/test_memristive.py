@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from hwlib import bitstream as bs
-from hwlib import memristor as mr
-from hwlib import stochastic_dnn as sd
-from hwlib import stochastic_kernels as kern
+from hwlib.chapters import memristive as ch
+from hwlib.hardware import bitstream as bs
+from hwlib.hardware import memristor as mr
+from hwlib.methods import bitstream_kernels as kern
+from hwlib.methods import bitstream_training as bt
 from hwlib.errors import ParameterError
 
 SMALL = dict(hidden=(24, 16), epochs=1, n_train=64, n_test=64)
@@ -46,7 +47,7 @@ def _unpack(words: np.ndarray, bl: int) -> np.ndarray:
 @pytest.mark.parametrize("a,b,n", [(0.3, 0.7, 10), (0.9, 0.5, 2), (0.05, 0.6, 100),
                                    (1.0, 0.25, 50)])
 def test_stream_product_moments_within_binomial_tolerance(gen, a, b, n):
-    out = bs.product_mc({"a": a, "b": b, "bl": n, "samples": 40_000, "generator": gen,
+    out = ch.product_mc({"a": a, "b": b, "bl": n, "samples": 40_000, "generator": gen,
                          "seed": 3})
     mean, var = bs.product_moments(out["p_a"], out["p_b"], n)
     assert abs(out["mean"] - mean) <= 4 * out["mean_se"]
@@ -109,7 +110,7 @@ def test_counter_hash_same_in_kernels_and_torch():
     addr = np.array([0, 1, 7, 2 ** 40 + 3, 2 ** 62 + 11], dtype=np.uint64)
     for key in (0, 12345, 2 ** 59 + 77):
         a = kern.words_array(U64(key), addr).view(np.int64)
-        b = sd.hash_words(key, torch.from_numpy(addr.view(np.int64))).numpy()
+        b = bt.hash_words(key, torch.from_numpy(addr.view(np.int64))).numpy()
         assert np.array_equal(a, b)
 
 
@@ -127,7 +128,7 @@ def test_kernel_row_streams_probability_and_torch_agreement():
         assert np.array_equal(unpacked.sum(1), counts)
         ones += counts
         if r < 3:
-            ref = sd.torch_row_streams(torch.from_numpy(p), 99, r * 1000, bl).numpy()
+            ref = bt.torch_row_streams(torch.from_numpy(p), 99, r * 1000, bl).numpy()
             assert np.array_equal(unpacked, ref)
     n = reps * bl
     pe = np.ceil(p.astype(np.float64) * 65536) / 65536
@@ -156,7 +157,7 @@ def test_kernel_error_streams_patterns_and_exact_skip():
         assert np.array_equal(w["cnt"], w["sgn"] * bits.sum(1))
         assert np.all(w["sgn"][bits.any(1)] == np.sign(delta[bits.any(1)]))
         if r < 3:
-            tb, ts, tc, _ = sd.torch_error_streams(torch.from_numpy(delta), 1.0, 3, u0, t0, bl)
+            tb, ts, tc, _ = bt.torch_error_streams(torch.from_numpy(delta), 1.0, 3, u0, t0, bl)
             assert np.array_equal(bits, tb.numpy()) and np.array_equal(w["cnt"], tc.numpy())
         codes.append((bits * (2 ** np.arange(bl))).sum(1))
     codes = np.concatenate(codes)
@@ -180,7 +181,7 @@ def test_kernel_error_streams_patterns_and_exact_skip():
                                np.zeros(m, np.int32), act, np.zeros(m, np.int64),
                                np.zeros(m, np.uint64), np.zeros(m), np.zeros(m),
                                np.zeros((1, m), np.uint64))
-    u = sd._unit(sd.hash_words(8, torch.arange(len(qs)))).numpy()
+    u = bt._unit(bt.hash_words(8, torch.arange(len(qs)))).numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         first = np.floor(np.log(u) / np.log1p(-qs))
     formula = np.nonzero((qs > 0) & (first < 10))[0]
@@ -201,7 +202,7 @@ def test_normals_same_in_kernels_and_torch_and_standard_normal():
     n = 1_000_000
     addr = (np.arange(n, dtype=np.uint64) * U64(13) + U64(2 ** 40))
     z = kern.normals_array(U64(2024), addr)
-    zt = sd.torch_normals(2024, torch.from_numpy(addr.view(np.int64))).numpy()
+    zt = bt.torch_normals(2024, torch.from_numpy(addr.view(np.int64))).numpy()
     assert np.array_equal(z, zt)
     assert np.sum(np.abs(z) > kern.ZIG_R) > 300           # the tail path ran
     se = 1 / math.sqrt(n)
@@ -230,8 +231,8 @@ def test_exact_log_and_exp_same_in_kernels_and_torch():
     x = np.concatenate([rng.random(100_000), 2.0 ** -rng.uniform(0, 54, 1000), [0.5, 1.0]])
     t = -rng.random(x.size) * 8
     lg, ex = both(x, t)
-    assert np.array_equal(lg, sd.torch_log(torch.from_numpy(x)).numpy())
-    assert np.array_equal(ex, sd.torch_exp(torch.from_numpy(t)).numpy())
+    assert np.array_equal(lg, bt.torch_log(torch.from_numpy(x)).numpy())
+    assert np.array_equal(ex, bt.torch_exp(torch.from_numpy(t)).numpy())
     ok = x != 1.0
     assert np.all(np.abs(lg - np.log(x))[ok] <= 2 * np.spacing(np.abs(np.log(x[ok]))))
     assert np.all(np.abs(ex - np.exp(t)) <= 2 * np.spacing(np.exp(t)))
@@ -244,7 +245,7 @@ def _params(**kw):
     """A notebook's parameters (the smoke profile's memristive settings)."""
     from types import SimpleNamespace
 
-    from hwlib.profiles import settings
+    from hwlib.study.profiles import settings
 
     return SimpleNamespace(**{**settings("smoke", "memristive"), "seed": 0, **kw})
 
@@ -257,28 +258,28 @@ def _params(**kw):
     (lambda: mr.MemristorConfig(sigma_over_b=-0.1), "sigma_over_b=-0.1: must be a number >= 0"),
     (lambda: mr.MemristorConfig(levels=1), "levels=1"),
     (lambda: mr.MemristorConfig(on_off_ratio=1.0), "on_off_ratio=1.0"),
-    (lambda: sd.NetworkConfig(bl=-1), "bl=-1"),
-    (lambda: sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=-1),
+    (lambda: bt.NetworkConfig(bl=-1), "bl=-1"),
+    (lambda: bt.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=-1),
      "sigma_over_b=-1"),
-    (lambda: sd.NetworkConfig(bl=0, synapse="memristive"), "needs bl >= 1"),
-    (lambda: sd.NetworkConfig(synapse="pcm"), "synapse='pcm'"),
-    (lambda: sd.NetworkConfig(input_norm="zscore"), "input_norm='zscore': must be one of"),
-    (lambda: sd.NetworkConfig.from_dict({"bogus": 1}), "unknown network setting 'bogus'"),
-    (lambda: sd.noisy_images(torch.zeros(2), -0.1, None), "variance=-0.1"),
-    (lambda: sd.Lockstep([sd.NetworkConfig(**SMALL)], backend="jax"), "backend='jax'"),
+    (lambda: bt.NetworkConfig(bl=0, synapse="memristive"), "needs bl >= 1"),
+    (lambda: bt.NetworkConfig(synapse="pcm"), "synapse='pcm'"),
+    (lambda: bt.NetworkConfig(input_norm="zscore"), "input_norm='zscore': must be one of"),
+    (lambda: bt.NetworkConfig.from_dict({"bogus": 1}), "unknown network setting 'bogus'"),
+    (lambda: ch.noisy_images(torch.zeros(2), -0.1, None), "variance=-0.1"),
+    (lambda: bt.Lockstep([bt.NetworkConfig(**SMALL)], backend="jax"), "backend='jax'"),
     (lambda: mr.MemristorConfig(sigma_over_b=float("nan")), "sigma_over_b=nan: must be a number"),
-    (lambda: sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=float("inf")),
+    (lambda: bt.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=float("inf")),
      "sigma_over_b=inf: must be a number >= 0"),
     (lambda: mr.MemristorConfig(reset_noise=1), "reset_noise=1: must be True or False"),
-    (lambda: sd.NetworkConfig(bl=4096, synapse="memristive", levels=65536, hidden=(256, 2 ** 16)),
+    (lambda: bt.NetworkConfig(bl=4096, synapse="memristive", levels=65536, hidden=(256, 2 ** 16)),
      "levels=65536, bl=4096, hidden=[256, 65536]: too large for exact sums"),
-    (lambda: sd.w_max_networks(_params(), factors=[1.0, -0.5]),
+    (lambda: ch.w_max_networks(_params(), factors=[1.0, -0.5]),
      "factors=[1.0, -0.5]: must be one or more numbers > 0"),
-    (lambda: sd.w_max_networks(_params(), factors=[]), "factors=[]: must be one or more"),
-    (lambda: sd.Lockstep([sd.NetworkConfig(**SMALL)]).layer_states(0, 0),
+    (lambda: ch.w_max_networks(_params(), factors=[]), "factors=[]: must be one or more"),
+    (lambda: bt.Lockstep([bt.NetworkConfig(**SMALL)]).layer_states(0, 0),
      "layer_states: network 0 has no memristive synapses"),
-    (lambda: sd.stored_weights({"level1": np.zeros((3, 2), np.int8)},
-                               sd.NetworkConfig(bl=10, synapse="memristive")),
+    (lambda: bt.stored_weights({"level1": np.zeros((3, 2), np.int8)},
+                               bt.NetworkConfig(bl=10, synapse="memristive")),
      "stored_weights: this entry holds whole levels"),
 ])
 def test_bad_input_one_line(call, needle):
@@ -447,7 +448,7 @@ def _memristive_group(**kw):
     base = dict(SMALL, bl=6, synapse="memristive", lr=0.5, lr_final=0.5,
                 w_max=(0.05, 0.1, 0.2))
     base.update(kw)
-    return [sd.NetworkConfig(**dict(base, sigma_over_b=s, seed=i))
+    return [bt.NetworkConfig(**dict(base, sigma_over_b=s, seed=i))
             for i, s in enumerate((0.0, 0.3, 1.0))]
 
 
@@ -459,7 +460,7 @@ def _states(net, k):
 @pytest.mark.parametrize("noisy", [False, True])
 def test_conductances_continuous_rise_between_resets_and_resets(backend, noisy):
     x, y = _images(45)
-    net = sd.Lockstep(_memristive_group(reset_every=7, reset_noise=noisy), backend=backend)
+    net = bt.Lockstep(_memristive_group(reset_every=7, reset_noise=noisy), backend=backend)
     top = 31 * FIX
     prev = [[(p.clone(), m.clone(), d.clone()) for p, m, d in _states(net, k)]
             for k in range(net.K)]
@@ -493,7 +494,7 @@ def test_conductances_continuous_rise_between_resets_and_resets(backend, noisy):
 @pytest.mark.parametrize("noisy", [False, True])
 def test_lockstep_reset_exact_or_within_noise_and_same_on_both_backends(noisy):
     x, y = _images(30)
-    nets = [sd.Lockstep(_memristive_group(reset_every=0, reset_noise=noisy), backend=b)
+    nets = [bt.Lockstep(_memristive_group(reset_every=0, reset_noise=noisy), backend=b)
             for b in ("numba", "torch")]
     for net in nets:
         net.train(x, y)
@@ -522,11 +523,11 @@ def test_lockstep_reset_exact_or_within_noise_and_same_on_both_backends(noisy):
 @pytest.mark.parametrize("input_norm", ["image_mean", "unit"])
 def test_deterministic_path_matches_autograd_reference_step_for_step(backend, input_norm):
     x, y = _images(40)
-    cfgs = [sd.NetworkConfig(bl=0, lr=0.3, lr_final=0.3, seed=s, input_norm=input_norm,
+    cfgs = [bt.NetworkConfig(bl=0, lr=0.3, lr_final=0.3, seed=s, input_norm=input_norm,
                              **SMALL) for s in (0, 1, 2)]
-    net = sd.Lockstep(cfgs, backend=backend)
-    refs = [sd.ReferenceMLP(sd.initial_weights(c)) for c in cfgs]
-    xin = sd.network_inputs(x, input_norm)
+    net = bt.Lockstep(cfgs, backend=backend)
+    refs = [bt.ReferenceMLP(bt.initial_weights(c)) for c in cfgs]
+    xin = bt.network_inputs(x, input_norm)
     for i in range(40):
         net.step(x[i], y[i])
         for ref, ws in zip(refs, net.weights()):
@@ -541,35 +542,35 @@ def test_compiled_and_torch_paths_train_the_same_networks():
     exact), image after image (floating-point stochastic weights and memristive device states
     equal bit for bit, the deterministic network to float rounding)."""
     x, y = _images(30)
-    cfgs = [sd.NetworkConfig(bl=0, **SMALL), sd.NetworkConfig(bl=8, seed=1, **SMALL),
-            sd.NetworkConfig(bl=70, seed=2, **SMALL),
-            sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=0.5, lr=0.5,
+    cfgs = [bt.NetworkConfig(bl=0, **SMALL), bt.NetworkConfig(bl=8, seed=1, **SMALL),
+            bt.NetworkConfig(bl=70, seed=2, **SMALL),
+            bt.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=0.5, lr=0.5,
                              lr_final=0.5, w_max=(0.05, 0.1, 0.2), seed=3, reset_every=7,
                              **SMALL),
-            sd.NetworkConfig(bl=6, synapse="memristive", sigma_over_b=0.2, lr=0.5, lr_final=0.5,
+            bt.NetworkConfig(bl=6, synapse="memristive", sigma_over_b=0.2, lr=0.5, lr_final=0.5,
                              w_max=(0.05, 0.1, 0.2), seed=4, reset_every=5, reset_noise=True,
                              input_norm="unit", **SMALL),
-            sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=1.0, lr=0.5, lr_final=0.5,
+            bt.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=1.0, lr=0.5, lr_final=0.5,
                              w_max=(0.02, 0.04, 0.08), seed=5, reset_every=6, reset_noise=False,
                              **SMALL),
-            sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=0.0, lr=0.5, lr_final=0.5,
+            bt.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=0.0, lr=0.5, lr_final=0.5,
                              w_max=(0.05, 0.1, 0.2), seed=6, **SMALL)]
-    wide = [sd.NetworkConfig(bl=100, synapse="memristive", sigma_over_b=0.3, lr=0.5,
+    wide = [bt.NetworkConfig(bl=100, synapse="memristive", sigma_over_b=0.3, lr=0.5,
                              lr_final=0.5, w_max=(0.05, 0.1, 0.2), seed=7, reset_every=4,
                              **SMALL),                        # sums beyond int32: float64
-            sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=0.3, levels=64, lr=0.5,
+            bt.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=0.3, levels=64, lr=0.5,
                              lr_final=0.5, w_max=(0.05, 0.1, 0.2), seed=8, reset_every=4,
                              **SMALL)]                        # 64 levels: int32 states
     for group in ([wide[0]], [wide[1]]):
-        u, v = (sd.Lockstep(group, backend=be) for be in ("numba", "torch"))
+        u, v = (bt.Lockstep(group, backend=be) for be in ("numba", "torch"))
         u.train(x, y)
         v.train(x, y)
         assert (u.wide, u.Ld.dtype) == ((True, torch.int16) if group[0].bl == 100
                                         else (False, torch.int32))
         assert all(torch.equal(s, t) for la, lb in zip(_states(u, 0), _states(v, 0))
                    for s, t in zip(la, lb))
-    a = sd.Lockstep(cfgs, backend="numba")
-    b = sd.Lockstep(cfgs, backend="torch")
+    a = bt.Lockstep(cfgs, backend="numba")
+    b = bt.Lockstep(cfgs, backend="torch")
     a.train(x, y)
     b.train(x, y)
     assert np.array_equal(a.wrong, b.wrong) and np.array_equal(a.events, b.events)
@@ -591,8 +592,8 @@ def test_stochastic_update_counts_are_exact_coincidences():
     """The weight change of a floating-point stochastic network is -sign B times the exact
     coincidence counts, recomputed here bit by bit from the recorded streams."""
     x, y = _images(4)
-    cfg = sd.NetworkConfig(bl=8, lr=0.4, lr_final=0.4, **SMALL)
-    net = sd.Lockstep([cfg], backend="torch")
+    cfg = bt.NetworkConfig(bl=8, lr=0.4, lr_final=0.4, **SMALL)
+    net = bt.Lockstep([cfg], backend="torch")
     net.trace = []
     before = [w.clone() for w in net.weights()[0]]
     net.step(x[0], y[0])
@@ -652,12 +653,12 @@ def test_stochastic_update_is_unbiased():
     """With long streams, the mean stochastic update over many stream draws is the SGD step."""
     x, y = _images(2)
     cfg = dict(SMALL, lr=0.2, lr_final=0.2)
-    det = sd.Lockstep([sd.NetworkConfig(bl=0, **cfg)])
+    det = bt.Lockstep([bt.NetworkConfig(bl=0, **cfg)])
     w0 = det.weights()[0]
     det.step(x[0], y[0])
     dw = [a - b for a, b in zip(det.weights()[0], w0)]
     n = 64
-    nets = sd.Lockstep([sd.NetworkConfig(bl=512, **cfg)] * n)
+    nets = bt.Lockstep([bt.NetworkConfig(bl=512, **cfg)] * n)
     nets.keys[:] = np.arange(1000, 1000 + n, dtype=np.uint64)   # same network, other streams
     nets.step(x[0], y[0])
     mean = [torch.stack([w[i] for w in nets.weights()]).mean(0) - w0[i] for i in range(3)]
@@ -670,16 +671,16 @@ def test_group_does_not_change_a_network_and_runs_are_deterministic():
     """Each network has its own key: trained alone or in a group, in one call or image by
     image, the same numbers."""
     x, y = _images(25)
-    a = sd.NetworkConfig(bl=6, seed=4, **SMALL)
-    m = sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=0.5, seed=5,
+    a = bt.NetworkConfig(bl=6, seed=4, **SMALL)
+    m = bt.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=0.5, seed=5,
                          w_max=(0.05, 0.1, 0.2), **SMALL)
-    d = sd.NetworkConfig(bl=0, seed=6, **SMALL)
+    d = bt.NetworkConfig(bl=0, seed=6, **SMALL)
     alone = []
     for c in (a, m):
-        net = sd.Lockstep([c])
+        net = bt.Lockstep([c])
         net.train(x, y)
         alone.append(net.weights()[0])
-    group = sd.Lockstep([m, d, a])
+    group = bt.Lockstep([m, d, a])
     for i in range(25):
         group.step(x[i], y[i])
     ws = group.weights()
@@ -690,33 +691,33 @@ def test_group_does_not_change_a_network_and_runs_are_deterministic():
 
 def test_network_inputs_mean_normalization():
     x, _ = _images(5)
-    z = sd.network_inputs(x)
+    z = bt.network_inputs(x)
     assert torch.allclose(z.mean(1), torch.zeros(5), atol=1e-6)
     assert float(z.min()) >= -1 and float(z.max()) <= 1 and (z < 0).any()
-    assert torch.equal(sd.network_inputs(x, "unit"), x)
+    assert torch.equal(bt.network_inputs(x, "unit"), x)
 
 
 def test_plan_groups_balanced():
-    cs = [sd.NetworkConfig(bl=b) for b in (100, 0, 10, 50, 2)] + [
-        sd.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=s) for s in (0.1, 0.5, 1.0)]
-    groups = sd.plan_groups(cs, 2)
+    cs = [bt.NetworkConfig(bl=b) for b in (100, 0, 10, 50, 2)] + [
+        bt.NetworkConfig(bl=10, synapse="memristive", sigma_over_b=s) for s in (0.1, 0.5, 1.0)]
+    groups = bt.plan_groups(cs, 2)
     assert len(groups) == 2 and sorted(c.bl for g in groups for c in g) == sorted(
         c.bl for c in cs)
-    costs = [sum(map(sd.relative_cost, g)) for g in groups]
-    assert max(costs) - min(costs) <= max(map(sd.relative_cost, cs))
-    assert len(sd.plan_groups(cs[:1], 2)) == 1
+    costs = [sum(map(bt.relative_cost, g)) for g in groups]
+    assert max(costs) - min(costs) <= max(map(bt.relative_cost, cs))
+    assert len(bt.plan_groups(cs[:1], 2)) == 1
 
 
 def test_w_max_sweep_configs():
     p = _params()
-    base = sd.memristive_networks(p, sigmas=[p.sigma_over_b])
-    nets = sd.w_max_networks(p, factors=(0.5, 1.0, 2.0), seeds=2)
+    base = ch.memristive_networks(p, sigmas=[p.sigma_over_b])
+    nets = ch.w_max_networks(p, factors=(0.5, 1.0, 2.0), seeds=2)
     assert len(nets) == 6 and [c.seed for c in nets] == [0, 1] * 3
     assert nets[2] == base[0]                                 # factor 1: the chapter's network
     assert nets[0].w_max == tuple(0.5 * w for w in p.w_max)
     assert nets[4].w_max == tuple(2.0 * w for w in p.w_max)
     assert {c.sigma_over_b for c in nets} == {0.1} and {c.reset_noise for c in nets} == {True}
-    assert {c.reset_noise for c in sd.w_max_networks(p, reset_noise=False)} == {False}
+    assert {c.reset_noise for c in ch.w_max_networks(p, reset_noise=False)} == {False}
     assert all(c.kind == "memristive" and c.bl == p.train_bl for c in nets)
 
 
@@ -727,30 +728,30 @@ def test_train_run_end_to_end_and_noisy_inference(tmp_path, monkeypatch):
     if not (data_root() / DATASETS["mnist"].folder / "train-images-idx3-ubyte").exists():
         pytest.skip("MNIST not under the data root (set HWLIB_DATA)")
     monkeypatch.setenv("HWLIB_RESULTS", str(tmp_path))
-    cfgs = [sd.NetworkConfig(bl=0, epochs=2, n_train=300, n_test=200, hidden=(32, 16)),
-            sd.NetworkConfig(bl=10, synapse="memristive", epochs=2, n_train=300, n_test=200,
+    cfgs = [bt.NetworkConfig(bl=0, epochs=2, n_train=300, n_test=200, hidden=(32, 16)),
+            bt.NetworkConfig(bl=10, synapse="memristive", epochs=2, n_train=300, n_test=200,
                              hidden=(32, 16), w_max=(0.3, 0.6, 1.5))]
     store = ResultStore("smoke")
-    entries = sd.train_networks(store, cfgs, workers=2)
+    entries = ch.train_networks(store, cfgs, workers=2)
     for e in entries:
         assert e["test_acc"].shape == (2,) and 10 < e["best_test_acc"] <= 100
     levels = entries[1]["weight_levels1"]                     # (G+ - G-) / B, continuous
     assert levels.dtype == np.float32 and levels.shape == (785, 32)
     assert np.abs(levels).max() <= 31 and np.mean(levels != np.round(levels)) > 0.9
     assert entries[1]["events_per_image"].min() > 0
-    again = sd.train_run(cfgs[1].to_dict())                 # deterministic on the CPU
+    again = ch.train_run(cfgs[1].to_dict())                 # deterministic on the CPU
     np.testing.assert_array_equal(again["test_acc"], entries[1]["test_acc"])
-    torch_run = sd.train_lockstep(cfgs[1:], progress=False, backend="torch")[0]
+    torch_run = bt.train_lockstep(cfgs[1:], progress=False, backend="torch")[0]
     for i in (1, 2, 3):                                     # both backends: the same network
         np.testing.assert_array_equal(torch_run[f"weight_levels{i}"],
                                       entries[1][f"weight_levels{i}"])
     np.testing.assert_array_equal(torch_run["test_acc"], entries[1]["test_acc"])
-    out = sd.noisy_inference({"network": cfgs[1].to_dict(), "profile": "smoke",
+    out = ch.noisy_inference({"network": cfgs[1].to_dict(), "profile": "smoke",
                               "noise_vars": [0.0, 0.2], "bls": [10, 100], "runs": 2, "seed": 0})
     assert out["accuracy"].shape == (2, 2, 2)
-    clean = sd.stored_weights(entries[1].result, cfgs[1])
-    net = sd.Lockstep(cfgs[1:])                             # the stored weights are the network's
-    x, y = sd.load_split(cfgs[1], True)
+    clean = bt.stored_weights(entries[1].result, cfgs[1])
+    net = bt.Lockstep(cfgs[1:])                             # the stored weights are the network's
+    x, y = bt.load_split(cfgs[1], True)
     gen = torch.Generator().manual_seed(0)
     for epoch in range(2):
         net.set_epoch(epoch)
@@ -760,13 +761,13 @@ def test_train_run_end_to_end_and_noisy_inference(tmp_path, monkeypatch):
 
 def test_inference_streams_same_in_kernels_and_torch():
     x, _ = _images(6)
-    ws = sd.initial_weights(sd.NetworkConfig(**SMALL))
-    xin = sd.network_inputs(x)
+    ws = bt.initial_weights(bt.NetworkConfig(**SMALL))
+    xin = bt.network_inputs(x)
     for bl in (0, 7, 100):
-        a = sd.forward_labels(ws, xin, bl, key=11, backend="numba")
-        b = sd.forward_labels(ws, xin, bl, key=11, backend="torch")
+        a = bt.forward_labels(ws, xin, bl, key=11, backend="numba")
+        b = bt.forward_labels(ws, xin, bl, key=11, backend="torch")
         assert torch.equal(a, b)
-    est = sd.stream_estimate(xin, 100, 5)
+    est = bt.stream_estimate(xin, 100, 5)
     assert torch.equal(torch.sign(est), torch.sign(xin) * (est != 0))
     assert float((est - xin).abs().max()) < 0.25
 
@@ -778,11 +779,11 @@ def test_every_profile_resolves_and_full_size_networks_step():
 
     for profile in ("smoke", "book", "paper"):
         S = hwlib.setup(profile, chapter="memristive", stream_lengths=None, epochs=None,
-                        n_train=None, n_test=None, eta_first=None, eta_last=None, dataset=None,
+                        n_train=None, n_test=None, lr_first=None, lr_last=None, dataset=None,
                         sigma_over_b_values=None, train_bl=None, on_off_ratio=None,
                         levels=None, reset_every=None, reset_noise=None, w_max=None,
                         sigma_over_b=None, input_norm=None, seed=0)
-        nets = sd.chapter_networks(S)
+        nets = ch.chapter_networks(S)
         kinds = {c.kind for c in nets}
         assert kinds == {"deterministic", "float", "memristive"}
         assert all(c.hidden == (256, 128) and c.dataset == "mnist" for c in nets)
@@ -790,9 +791,9 @@ def test_every_profile_resolves_and_full_size_networks_step():
         if profile == "paper":
             assert all(c.n_train is None and c.epochs == 30 for c in nets)
     x, y = _images(2)
-    cfgs = [sd.NetworkConfig(bl=0), sd.NetworkConfig(bl=100),
-            sd.NetworkConfig(bl=10, synapse="memristive", w_max=(0.3, 0.6, 1.5))]
+    cfgs = [bt.NetworkConfig(bl=0), bt.NetworkConfig(bl=100),
+            bt.NetworkConfig(bl=10, synapse="memristive", w_max=(0.3, 0.6, 1.5))]
     for backend in ("numba", "torch"):
-        net = sd.Lockstep(cfgs, backend=backend)
+        net = bt.Lockstep(cfgs, backend=backend)
         net.train(x, y)
         assert all(torch.isfinite(w).all() for ws in net.weights() for w in ws)

@@ -265,10 +265,10 @@ KNOBS: dict[str, Knob] = {
     "w_max": Knob("list[float]", "per layer, the weight of G+ = G_max, G- = G_min (the "
                   "conductance-to-weight scale), one per layer of 784-256-128-10", lo=1e-6,
                   hi=100, nullable=True, length=3),
-    "eta_first": Knob("float", "learning rate eta in the first epoch (batch size 1)", lo=1e-8,
-                      hi=10, nullable=True),
-    "eta_last": Knob("float", "learning rate eta in the last epoch (geometric in between)",
-                     lo=1e-8, hi=10, nullable=True),
+    "lr_first": Knob("float", "learning rate eta in the first epoch (batch size 1)", lo=1e-8,
+                     hi=10, nullable=True),
+    "lr_last": Knob("float", "learning rate eta in the last epoch (geometric in between)",
+                    lo=1e-8, hi=10, nullable=True),
     "noise_vars": Knob("list[float]", "variances of the Gaussian input noise (images in [0, 1])",
                        lo=0, hi=10),
     "inference_bls": Knob("list[int]", "stream lengths BL used for inference (bits)", lo=1,
@@ -281,6 +281,15 @@ KNOBS: dict[str, Knob] = {
     "network_seeds": Knob("int", "networks (seeds seed, seed + 1, ... of initial weights and "
                           "streams) per configuration of Fig. 4 (each sigma/B) and Fig. 5",
                           lo=1, hi=100, nullable=True),
+    "reset_compare_seeds": Knob("int", "networks (seeds) per sigma/B trained with the other reset "
+                                "setting (not reset_noise), for Fig. 4's comparison", lo=1,
+                                hi=100, nullable=True),
+    "w_max_factors": Knob("list[float]", "scales of every layer's w_max in the w_max sweep (1: "
+                          "the chapter's w_max)", lo=1e-3, hi=1000, nullable=True),
+    "w_max_seeds": Knob("int", "networks (seeds) per factor of the w_max sweep", lo=1, hi=100,
+                        nullable=True),
+    "w_max_reset_noise": Knob("bool", "the reset setting of the w_max sweep (None: reset_noise, "
+                              "the chapter's)", nullable=True),
     # --- peers: hwlib and aihwkit ---
     "train_sigma": Knob("float", "training noise level of both libraries' hardware-aware "
                         "training: q of HA-SGD and std_dev of aihwkit's ADD_NORMAL, a fraction "

@@ -21,6 +21,9 @@ and an empty stream contributes nothing to any coincidence count.
 
 Signed values use sign-magnitude: the stream carries ``|v|`` clipped to [0, 1], and the sign
 multiplies the count (:func:`encode_signed`).
+
+The arithmetic only: bit-stream training is :mod:`hwlib.methods.bitstream_training`, and the
+chapter's Monte Carlo of eq. (3) is :func:`hwlib.chapters.memristive.product_mc`.
 """
 
 from __future__ import annotations
@@ -31,8 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ParameterError, check_probability
-from .study.store import experiment
+from ..errors import ParameterError, check_probability
 
 #: Resolution of the simulator's stochastic number generator, bits.
 SNG_BITS = 16
@@ -228,85 +230,3 @@ def first_one_streams(q: torch.Tensor, bl: int, generator: torch.Generator | Non
     tail = random_int16((*q.shape, bl), generator, q.device) < sng_threshold(q).unsqueeze(-1)
     pos = torch.arange(bl, device=q.device, dtype=torch.float64)
     return (tail & (pos > first)) | (pos == first)
-
-
-# --- notebook 1: Monte Carlo of eq. (3) -------------------------------------------------------
-
-
-@experiment("memristive.product_mc")
-def product_mc(config: dict[str, Any]) -> dict[str, Any]:
-    """Monte Carlo of the stream product for one (a, b, N).
-
-    Args:
-        config: ``a``, ``b`` (values in [0, 1]), ``bl`` (N), ``samples`` (independent stream
-            pairs), ``generator`` (``"sng"``: the simulator's 16-bit SNG; ``"exact"``: float
-            uniforms), ``seed``.
-
-    Returns:
-        The sample mean and variance of ``c`` with their standard errors, the RMS error of
-        ``c`` against ``ab``, and the SNG's effective probabilities.
-    """
-    a, b, bl, n = config["a"], config["b"], check_bl(config["bl"]), int(config["samples"])
-    check_probability("a", a)
-    check_probability("b", b)
-    gen = torch.Generator().manual_seed(int(config["seed"]))
-    stream = sng_stream if config["generator"] == "sng" else bernoulli_stream
-    counts = []
-    chunk = max(1, 4_000_000 // bl)
-    for start in range(0, n, chunk):
-        m = min(chunk, n - start)
-        ca = stream(torch.full((m,), float(a)), bl, gen)
-        cb = stream(torch.full((m,), float(b)), bl, gen)
-        counts.append(and_stream(ca, cb).sum(-1))
-    k = torch.cat(counts).to(torch.float64)
-    c = k / bl
-    if config["generator"] == "sng":
-        pa, pb = float(sng_probability(a)), float(sng_probability(b))
-    else:
-        pa, pb = float(a), float(b)
-    ab = pa * pb
-    mean, var = float(c.mean()), float(c.var())
-    # standard error of the sample variance from the fourth central moment
-    m4 = float(((c - c.mean()) ** 4).mean())
-    return {"mean": mean, "var": var, "mean_se": math.sqrt(var / n),
-            "var_se": math.sqrt(max(m4 - var ** 2, 0.0) / n),
-            "rms_error": float(((c - a * b) ** 2).mean().sqrt()),
-            "p_a": pa, "p_b": pb, "ab_effective": ab}
-
-
-def product_sweep(session, factors, bl_grid, samples: int, seed: int = 0,
-                  generator: str = "sng"):
-    """Monte Carlo of eq. (3) over every pair ``a <= b`` of ``factors`` and every N of
-    ``bl_grid``; each point one stored experiment, run in parallel workers.
-
-    Returns:
-        ``(table, entries)``: one row per point with the measured and predicted mean and
-        variance, their z-scores (difference over the Monte Carlo standard error) and the RMS
-        error of ``c`` against ``ab``; the entries in the same order.
-    """
-    import pandas as pd
-
-    from .study.sweep import run_sweep
-
-    for f in factors:
-        check_probability("factors", f)
-    configs, rows = [], []
-    pairs = [(a, b) for i, a in enumerate(factors) for b in factors[i:]]
-    for a, b in pairs:
-        for n in bl_grid:
-            configs.append({"a": float(a), "b": float(b), "bl": check_bl(int(n)),
-                            "samples": int(samples), "generator": generator,
-                            "seed": seed + len(configs)})
-            rows.append({"a": float(a), "b": float(b), "bl": int(n)})
-    bits = sum(c["samples"] * c["bl"] for c in configs)
-    entries = run_sweep(product_mc, configs, session.store, desc="stream products",
-                        workers=1 if bits < 100_000_000 else None, device="cpu")
-    for row, e in zip(rows, entries):
-        mean, var = product_moments(e["p_a"], e["p_b"], row["bl"])
-        row.update(ab=row["a"] * row["b"], mc_mean=e["mean"], mc_var=e["var"],
-                   mean_pred=mean, var_pred=var, mean_se=e["mean_se"], var_se=e["var_se"],
-                   z_mean=(e["mean"] - mean) / e["mean_se"] if e["mean_se"] > 0 else 0.0,
-                   z_var=(e["var"] - var) / e["var_se"] if e["var_se"] > 0 else 0.0,
-                   rms_error=e["rms_error"], rms_pred=math.sqrt(var + (mean - row["a"] *
-                                                                    row["b"]) ** 2))
-    return pd.DataFrame(rows), entries

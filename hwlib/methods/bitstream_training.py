@@ -1,4 +1,12 @@
-"""The stochastic DNN of Babu & Rajendran, trained image by image, many networks per sweep.
+"""Bit-stream training: the stochastic DNN of Babu & Rajendran, image by image, many networks
+at once.
+
+A specialised training method: it consumes the memristive write model of
+:mod:`hwlib.hardware.memristor` (one programming event per coincidence count) inside a
+simulator of stream arithmetic (:mod:`hwlib.hardware.bitstream`) and keeps its own compiled
+path (:mod:`hwlib.methods.bitstream_kernels`, numba), since batch-size-one training of a
+stream network does not fit the mini-batch loop of :mod:`hwlib.methods.training`. The chapter's
+stored experiments, sweeps and tables built on it are :mod:`hwlib.chapters.memristive`.
 
 The network is the paper's 784-256-128-10 MLP (sigmoid hidden layers, softmax output,
 cross-entropy, batch size one). Each layer's bias is one more synapse row driven by a constant
@@ -9,19 +17,19 @@ input of 1 (an all-ones stream). A network is one of
   crosses the crossbar as a stream of ``BL`` bits and the weights change by eq. (4),
   ``w_ij <- w_ij - sign(delta_j) sign(x_i) B sum_n x_in AND d_jn``, with ``B = eta / BL``;
 * **stochastic, memristive** (``synapse = "memristive"``): the same streams, with every weight
-  a pair of devices (:mod:`hwlib.memristor`), ``w = (k+ - k-) B_w``, ``B_w = w_max / (levels - 1)``
-  per layer, where ``k+``, ``k-`` are the devices' continuous level coordinates
-  (``G = G_min + k B``); a coincidence count ``n`` is a programming event that moves the device
-  by ``n`` levels plus continuous Gaussian noise (the paper's Fig. 2), clipped to
-  ``[G_min, G_max]``. The simulator stores ``k`` in fixed point, ``B / 1024``
-  (:data:`hwlib.stochastic_kernels.FIX`), so that every sum through the weights is an exact
-  integer sum, the same in both implementations.
+  a pair of devices (:mod:`hwlib.hardware.memristor`), ``w = (k+ - k-) B_w``,
+  ``B_w = w_max / (levels - 1)`` per layer, where ``k+``, ``k-`` are the devices' continuous
+  level coordinates (``G = G_min + k B``); a coincidence count ``n`` is a programming event
+  that moves the device by ``n`` levels plus continuous Gaussian noise (the paper's Fig. 2),
+  clipped to ``[G_min, G_max]``. The simulator stores ``k`` in fixed point, ``B / 1024``
+  (:data:`hwlib.methods.bitstream_kernels.FIX`), so that every sum through the weights is an
+  exact integer sum, the same in both implementations.
 
 Inputs (:func:`network_inputs`): by default each image minus its own mean pixel
 (``input_norm = "image_mean"``, the paper's "mean normalization"), so inputs are signed, in
 [-1, 1]; ``"unit"`` keeps the pixels in [0, 1].
 
-Streams (see :mod:`hwlib.bitstream`):
+Streams (see :mod:`hwlib.hardware.bitstream`):
 
 * forward pass: the inputs ``x`` (sign-magnitude: a stream of ``|x_i|``, the sign multiplies
   the count), ``h1`` and ``h2`` become streams from the 16-bit SNG; the next layer reads their
@@ -41,14 +49,13 @@ The coincidence counts ``sum_n x_in AND d_jn`` are exact: ``popcount`` of the AN
 streams in the compiled path, products of 0/1 matrices in the PyTorch path.
 
 Two implementations of the same step (:class:`Lockstep`): compiled kernels
-(:mod:`hwlib.stochastic_kernels`, numba; the CPU default) and plain PyTorch (``backend="torch"``;
-the default on CUDA). Every random number is a counter-based hash of the network's key and of
-its use (image, signal, bit), so both see the same streams and programming noise; the tests
-check that they train the same networks. The programming noise is a standard normal per event
-drawn from such hashed words by the ziggurat method, computed identically in both
-(:func:`hwlib.stochastic_kernels.normal`, :func:`torch_normals`). Each network has its own key,
-so its numbers do not depend on which networks share its sweep: results are stored per network
-and reused by any notebook.
+(:mod:`hwlib.methods.bitstream_kernels`, numba; the CPU default) and plain PyTorch
+(``backend="torch"``; the default on CUDA). Every random number is a counter-based hash of
+the network's key and of its use (image, signal, bit), so both see the same streams and
+programming noise; the tests check that they train the same networks. The programming noise is
+a standard normal per event drawn from such hashed words by the ziggurat method, computed
+identically in both (:func:`hwlib.methods.bitstream_kernels.normal`, :func:`torch_normals`).
+Each network has its own key, so its numbers do not depend on which networks share its group.
 """
 
 from __future__ import annotations
@@ -63,20 +70,16 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import stochastic_kernels as kern
-from .bitstream import check_bl
-from .data import load_dataset
-from .errors import ParameterError
-from .memristor import MemristorConfig, check_memristor
-from .study.store import experiment
+from ..data import load_dataset
+from ..errors import ParameterError
+from ..hardware.bitstream import check_bl
+from ..hardware.memristor import MemristorConfig, check_memristor
+from . import bitstream_kernels as kern
 
 SYNAPSES = ("float", "memristive")
-#: How pixels become network inputs (see :func:`network_inputs`), and their names in tables.
+#: How pixels become network inputs (see :func:`network_inputs`).
 INPUT_NORMS = ("image_mean", "unit")
-INPUT_NORM_LABELS = {"image_mean": "each image minus its mean", "unit": "pixels in [0, 1]"}
 BACKENDS = ("numba", "torch")
-#: Below this much work (images times relative cost) a sweep runs in this process.
-SMALL_WORK = 200_000
 #: The paper's layer widths.
 SIZES = (784, 256, 128, 10)
 _KIND = {"deterministic": kern.KIND_DET, "float": kern.KIND_FLOAT,
@@ -108,8 +111,8 @@ class NetworkConfig:
     """Memristive: whether a reset's re-programming of ``|G+ - G-|`` onto one device is a
     programming event with the same noise (True, what the paper implies: its one write model,
     Fig. 2, has noise in every programming; the chapter's profiles use it) or exact (False); see
-    :class:`hwlib.memristor.MemristorConfig`. The default stays False so that the config, hence
-    the store key and the random streams, of every network that does not set it (the
+    :class:`hwlib.hardware.memristor.MemristorConfig`. The default stays False so that the
+    config, hence the store key and the random streams, of every network that does not set it (the
     floating-point ones among them) is what it was before this field mattered."""
     w_max: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """Memristive: per layer, the weight of a synapse with G+ at G_max and G- at G_min, i.e.
@@ -228,7 +231,7 @@ def _sum_bound(cfg: NetworkConfig) -> int:
     return (cfg.levels - 1) * kern.FIX * cfg.bl * widest
 
 
-def _stream_seed(cfg: NetworkConfig, salt: int) -> int:
+def stream_seed(cfg: NetworkConfig, salt: int) -> int:
     """Key of a network's random numbers: a hash of its whole config and a salt (so different
     networks get independent streams, and a network the same ones in any group)."""
     import hashlib
@@ -275,7 +278,8 @@ def _lsr(z: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def hash_words(key: int, addr: torch.Tensor) -> torch.Tensor:
-    """:func:`hwlib.stochastic_kernels.word` in PyTorch: 64 random bits (int64) per address."""
+    """:func:`hwlib.methods.bitstream_kernels.word` in PyTorch: 64 random bits (int64) per
+    address."""
     z = (addr + 1) * _s64(int(kern.GAMMA)) + _s64(key)
     z = (z ^ _lsr(z, 30)) * _s64(int(kern._M1))
     z = (z ^ _lsr(z, 27)) * _s64(int(kern._M2))
@@ -302,7 +306,7 @@ def _threshold(p: torch.Tensor) -> torch.Tensor:
 
 
 def _torch_horner(x: torch.Tensor, coefs: Sequence[float]) -> torch.Tensor:
-    """:func:`hwlib.stochastic_kernels.horner`: the same sequence ``p = p * x + c``."""
+    """:func:`hwlib.methods.bitstream_kernels.horner`: the same sequence ``p = p * x + c``."""
     p = torch.full_like(x, coefs[0])
     for c in coefs[1:]:
         p = p * x + c
@@ -310,8 +314,8 @@ def _torch_horner(x: torch.Tensor, coefs: Sequence[float]) -> torch.Tensor:
 
 
 def torch_log(x: torch.Tensor) -> torch.Tensor:
-    """:func:`hwlib.stochastic_kernels.plog` in PyTorch (the same doubles; ``torch.log`` differs
-    from the compiled path's library log in the last bit)."""
+    """:func:`hwlib.methods.bitstream_kernels.plog` in PyTorch (the same doubles; ``torch.log``
+    differs from the compiled path's library log in the last bit)."""
     m, e = torch.frexp(x)
     low = m < kern.SQRT_HALF
     m = torch.where(low, m * 2.0, m)
@@ -324,7 +328,7 @@ def torch_log(x: torch.Tensor) -> torch.Tensor:
 
 
 def torch_exp(t: torch.Tensor) -> torch.Tensor:
-    """:func:`hwlib.stochastic_kernels.pexp` in PyTorch (the same doubles)."""
+    """:func:`hwlib.methods.bitstream_kernels.pexp` in PyTorch (the same doubles)."""
     n = torch.floor(t * kern.INV_LN2 + 0.5)
     r = (t - n * kern.LN2_HI) - n * kern.LN2_LO
     two_n = ((n.to(torch.int64) + 1023) << 52).view(torch.float64)      # 2**n, exactly
@@ -332,13 +336,14 @@ def torch_exp(t: torch.Tensor) -> torch.Tensor:
 
 
 def _signed_unit(w: torch.Tensor) -> torch.Tensor:
-    """:func:`hwlib.stochastic_kernels.signed_unit`: ``(2 (w >> 11) - 2**53 + 1) 2**-53``."""
+    """:func:`hwlib.methods.bitstream_kernels.signed_unit`: ``(2 (w >> 11) - 2**53 + 1) 2**-53``."""
     return (2 * (_lsr(w, 11) - (1 << 52)) + 1).to(torch.float64) * 2.0 ** -53
 
 
 def torch_normals(key: int, addr: torch.Tensor) -> torch.Tensor:
-    """:func:`hwlib.stochastic_kernels.normal` in PyTorch: the standard normal (float64) at each
-    address of ``addr`` (int64), the same ziggurat draws as the compiled path, bit for bit."""
+    """:func:`hwlib.methods.bitstream_kernels.normal` in PyTorch: the standard normal (float64)
+    at each address of ``addr`` (int64), the same ziggurat draws as the compiled path, bit for
+    bit."""
     dev = addr.device
     X = torch.as_tensor(kern.ZIG_X, device=dev)
     X2 = torch.as_tensor(kern.ZIG_X2, device=dev)
@@ -380,19 +385,19 @@ def torch_normals(key: int, addr: torch.Tensor) -> torch.Tensor:
 
 
 def torch_noise_steps(s_fx: float, key: int, addr: torch.Tensor) -> torch.Tensor:
-    """:func:`hwlib.stochastic_kernels.noise_steps` in PyTorch: ``rint(s_fx z)`` (int64)."""
+    """:func:`hwlib.methods.bitstream_kernels.noise_steps` in PyTorch: ``rint(s_fx z)`` (int64)."""
     if s_fx == 0.0:
         return torch.zeros_like(addr)
     return torch.round(s_fx * torch_normals(key, addr)).to(torch.int64)
 
 
 def torch_row_streams(p: torch.Tensor, key: int, base: int, bl: int) -> torch.Tensor:
-    """:func:`hwlib.stochastic_kernels.row_streams` in PyTorch: bool streams (n, BL)."""
+    """:func:`hwlib.methods.bitstream_kernels.row_streams` in PyTorch: bool streams (n, BL)."""
     return _chunks(key, base, p.shape[0], bl, p.device) < _threshold(p).unsqueeze(1)
 
 
 def torch_error_streams(delta: torch.Tensor, gain: float, key: int, u0: int, t0: int, bl: int):
-    """:func:`hwlib.stochastic_kernels.error_streams` in PyTorch: (bits (n, BL), sign, signed
+    """:func:`hwlib.methods.bitstream_kernels.error_streams` in PyTorch: (bits (n, BL), sign, signed
     count, active)."""
     n, dev = delta.shape[0], delta.device
     q = torch.clamp(delta.abs().to(torch.float64) * gain, max=1.0)
@@ -417,7 +422,7 @@ class Lockstep:
     of the deterministic and stochastic networks in one float32 buffer; memristive device
     states, the level coordinates ``k+``, ``k-`` (conductance ``G = G_min + k B``, continuous)
     and their difference ``k+ - k-``, in three integer buffers in fixed point (``K = k FIX``,
-    :data:`hwlib.stochastic_kernels.FIX` = 1024 steps per level spacing; int16 up to 32
+    :data:`hwlib.methods.bitstream_kernels.FIX` = 1024 steps per level spacing; int16 up to 32
     levels); per network, layers 1 to 3 as (outputs, inputs + 1), bias last.
 
     Args:
@@ -473,7 +478,7 @@ class Lockstep:
                 self.off[k] = flt.index(k) * S
                 for w, v in zip(self.layer_weights(k), w0):
                     w.copy_(v)
-        self.keys = np.array([_stream_seed(x, 1) for x in c], dtype=np.uint64)
+        self.keys = np.array([stream_seed(x, 1) for x in c], dtype=np.uint64)
         self.bl = np.array([x.bl for x in c], dtype=np.int64)
         self.reset_every = np.array([x.reset_every if x.kind == "memristive" else 0
                                      for x in c], dtype=np.int64)
@@ -728,7 +733,7 @@ class Lockstep:
                               base + o_reset)
 
     def _torch_program(self, k, i, act, sgn, cnt, sr, addr0) -> None:
-        """:func:`hwlib.stochastic_kernels.program_events` in PyTorch."""
+        """:func:`hwlib.methods.bitstream_kernels.program_events` in PyTorch."""
         kp, km, d = self.layer_states(k, i)
         m = cnt.shape[1]
         direction = -sgn.unsqueeze(1) * sr.unsqueeze(0)                 # +1: raise the weight
@@ -750,7 +755,7 @@ class Lockstep:
             dflat[s] = (dflat[s].to(torch.int64) + sign * (new - old)).to(dflat.dtype)
 
     def _torch_reset(self, k, Fp, Fm, Fd, addr0) -> None:
-        """:func:`hwlib.stochastic_kernels.reset_levels` in PyTorch."""
+        """:func:`hwlib.methods.bitstream_kernels.reset_levels` in PyTorch."""
         d = Fd.to(torch.int64)
         mag = d.abs()
         if self.reset_noise[k] and self.s_fx[k] > 0:
@@ -781,7 +786,7 @@ class Lockstep:
         out = torch.empty(self.K, x.shape[0], dtype=torch.long, device=self.device)
         for k, cfg in enumerate(self.configs):
             b = cfg.bl if bl is None else bl[k]
-            key = _stream_seed(cfg, 2) + 7 * int(seed)
+            key = stream_seed(cfg, 2) + 7 * int(seed)
             xin = network_inputs(x, cfg.input_norm)
             out[k] = forward_labels(ws[k], xin, b, key, batch, self.backend)
         return out
@@ -937,12 +942,6 @@ def train_lockstep(configs: Sequence[NetworkConfig], progress: bool = True,
     return out
 
 
-@experiment("memristive.train_run")
-def train_run(config: dict[str, Any]) -> dict[str, Any]:
-    """Train one network (a :class:`NetworkConfig` as a dict); see :func:`train_lockstep`."""
-    return train_lockstep([NetworkConfig.from_dict(config)], progress=False)[0]
-
-
 def level_weights(levels: torch.Tensor, b_w: float) -> torch.Tensor:
     """Weights from conductance differences ``k+ - k-`` in level spacings: ``B_w (k+ - k-)``
     in float64, rounded once to float32 (the network's and the stored weights alike)."""
@@ -964,19 +963,21 @@ def stored_weights(entry_result: dict[str, Any], cfg: NetworkConfig) -> list[tor
     raise ParameterError("stored_weights: stochastic floating-point runs keep no weights")
 
 
-# --- sweeps: groups in parallel workers, one stored entry per network -------------------------
+# --- groups of networks: cost and balance (for sweeps in parallel workers) --------------------
 
 
 def relative_cost(cfg: NetworkConfig) -> float:
-    """Rough training cost of one network per image, in units of a deterministic network
-    (measured on the development machine over whole `book` runs); for balancing workers. A
-    noisy reset draws one normal per synapse every ``reset_every`` images (measured: about 2.5
-    times the cost of the same network with exact resets at ``reset_every = 15``)."""
+    """Rough training cost of one network per image, in units of a deterministic network; for
+    balancing workers (it changes no result). Measured over whole `book`-size runs (MNIST, 30
+    epochs) on the 2-core development machine: a memristive network (BL = 10) with exact
+    resets costs about 1.5, with the noisy reset about 6 (a noisy reset draws one normal per
+    synapse every ``reset_every`` images, about 16,000 normals per image at 15); a stochastic
+    floating-point one 0.55 + 0.009 BL."""
     if cfg.kind == "deterministic":
         return 1.0
     if cfg.kind == "memristive":
         noisy = cfg.reset_noise and cfg.reset_every > 0 and cfg.sigma_over_b > 0
-        return 0.7 + 0.012 * cfg.bl + (18.0 / cfg.reset_every if noisy else 0.0)
+        return 1.3 + 0.02 * cfg.bl + (67.0 / cfg.reset_every if noisy else 0.0)
     return 0.55 + 0.009 * cfg.bl
 
 
@@ -995,301 +996,3 @@ def plan_groups(configs: Sequence[NetworkConfig], workers: int) -> list[list[Net
             min(parts, key=lambda g: sum(map(relative_cost, g))).append(c)
         groups += [g for g in parts if g]
     return groups
-
-
-def _train_group(dicts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
-    from .study.sweep import worker_init
-
-    worker_init()
-    start = time.perf_counter()
-    with torch.inference_mode():
-        out = train_lockstep([NetworkConfig.from_dict(d) for d in dicts], progress=False)
-    return out, time.perf_counter() - start
-
-
-def train_networks(store, configs: Sequence[NetworkConfig], workers: int | None = None,
-                   desc: str = "training networks") -> list:
-    """Train (or read back) every network, each stored as one ``memristive.train_run`` entry.
-
-    Networks whose entries are stored and fresh are read back. The others are split into
-    groups (:func:`plan_groups`), one per worker process with one torch thread
-    (``HWLIB_WORKERS``, default the number of cores; on CUDA one group). A network's numbers
-    do not depend on its group, so an entry is the same whichever notebook computed it.
-
-    Returns:
-        The entries, in the order of ``configs``.
-    """
-    from joblib import Parallel, delayed, parallel_config
-
-    from .study.sweep import default_workers
-
-    dicts = [c.to_dict() for c in configs]
-    entries = [store.load(train_run, d) for d in dicts]
-    todo: dict[str, NetworkConfig] = {}
-    for c, d, e in zip(configs, dicts, entries):
-        if e is None:
-            todo.setdefault(json_key(d), c)
-    if todo:
-        workers = default_workers() if workers is None else workers
-        if any(c.device == "cuda" for c in todo.values()) or sum(
-                relative_cost(c) * (c.n_train or 60_000) * c.epochs
-                for c in todo.values()) < SMALL_WORK:
-            workers = 1                     # a small sweep: worker start-up would dominate
-        groups = plan_groups(list(todo.values()), workers)
-        bar = tqdm(total=len(todo), desc=desc, leave=False)
-
-        def save(group, results, wall):
-            for c, r in zip(group, results):
-                store.save(train_run, c.to_dict(), r, wall, c.device, threads=1)
-                bar.update()
-
-        if len(groups) == 1:
-            save(groups[0], *_train_group([c.to_dict() for c in groups[0]]))
-        else:
-            with parallel_config(backend="loky", inner_max_num_threads=1):
-                runs = Parallel(n_jobs=len(groups), return_as="generator")(
-                    delayed(_train_group)([c.to_dict() for c in g]) for g in groups)
-                for g, (results, wall) in zip(groups, runs):
-                    save(g, results, wall)
-        bar.close()
-        entries = [store.load(train_run, d) for d in dicts]
-    return entries
-
-
-def json_key(d: dict[str, Any]) -> str:
-    """A canonical text of a config (to find duplicates)."""
-    import json
-
-    return json.dumps(d, sort_keys=True)
-
-
-# --- inference on noisy inputs (Fig. 5) -------------------------------------------------------
-
-
-def noisy_images(x: torch.Tensor, variance: float, generator: torch.Generator) -> torch.Tensor:
-    """Zero-mean Gaussian noise of ``variance`` added to images in [0, 1], clipped to [0, 1]
-    (the network inputs are then normalized as in training, :func:`network_inputs`)."""
-    if not (math.isfinite(variance) and variance >= 0):
-        raise ParameterError(f"variance={variance!r}: must be a number >= 0")
-    if variance == 0:
-        return x
-    noise = torch.randn(x.shape, generator=generator, device=x.device)
-    return torch.clamp(x + math.sqrt(variance) * noise, 0.0, 1.0)
-
-
-def noise_seed(seed: int, variance: float, run: int) -> int:
-    """Seed of run ``run`` at ``variance``: every network and BL sees the same noisy images."""
-    return (seed * 1_000_003 + round(float(variance) * 1e6) * 1009 + run) % (2 ** 62)
-
-
-@experiment("memristive.noisy_inference")
-def noisy_inference(config: dict[str, Any]) -> dict[str, Any]:
-    """Test accuracy of a trained network on noise-corrupted test images (Fig. 5).
-
-    Args:
-        config: ``network`` (a :class:`NetworkConfig` dict: deterministic or memristive; its
-            training run is read from the store of ``profile``, or trained), ``profile``,
-            ``noise_vars`` (input-noise variances; 0: clean), ``bls`` (inference stream
-            lengths; 0: exact signals), ``runs`` (noise and stream draws averaged), ``seed``.
-
-    Returns:
-        ``accuracy`` (bls x noise_vars x runs, %), with ``noise_vars`` and ``bls``. Run ``r`` at
-        a variance uses the same noisy images for every network and BL (paired comparisons).
-    """
-    from .study.store import current_store
-
-    cfg = NetworkConfig.from_dict(config["network"])
-    entry = current_store(config["profile"]).get_or_compute(train_run, cfg.to_dict())
-    ws = [w.to(cfg.device) for w in stored_weights(entry.result, cfg)]
-    xt, yt = load_split(cfg, False)
-    bls, variances, runs = list(config["bls"]), list(config["noise_vars"]), int(config["runs"])
-    acc = np.zeros((len(bls), len(variances), runs))
-    for v, var in enumerate(variances):
-        for r in range(runs):
-            g = torch.Generator(cfg.device).manual_seed(noise_seed(int(config["seed"]), var, r))
-            xn = network_inputs(noisy_images(xt, float(var), g), cfg.input_norm)
-            for b, bl in enumerate(bls):
-                key = _stream_seed(cfg, 3) + noise_seed(int(bl), var, r)
-                acc[b, v, r] = 100.0 * float((forward_labels(ws, xn, int(bl), key) == yt)
-                                             .float().mean())
-    return {"accuracy": acc, "noise_vars": np.array(variances, dtype=float),
-            "bls": np.array(bls, dtype=int)}
-
-
-def noisy_table(session, jobs: Sequence[tuple[NetworkConfig, int, str]],
-                noise_vars: Sequence[float], runs: int, seed: int = 0) -> Any:
-    """Fig. 5's accuracies: one :func:`noisy_inference` entry per (network, inference BL,
-    name) of ``jobs`` over every noise variance, in parallel workers (in this process when the
-    work is small). Jobs with the same name (networks of several seeds) are averaged.
-
-    Returns:
-        ``(table, entries)``: per name and noise variance, ``mean`` (the test accuracy averaged
-        over the runs and then over the name's networks), ``std`` (the standard deviation of
-        the networks' means; the runs' when a name has one network), ``networks``; and the
-        entries.
-    """
-    import pandas as pd
-
-    from .study.sweep import run_sweep
-
-    configs = [{"network": c.to_dict(), "profile": session.profile,
-                "noise_vars": [float(v) for v in noise_vars], "bls": [int(bl)],
-                "runs": int(runs), "seed": int(seed)} for c, bl, _ in jobs]
-    work = sum((c.n_test or 10_000) * runs * len(noise_vars) * (1 + bl / 10)
-               for c, bl, _ in jobs)
-    entries = run_sweep(noisy_inference, configs, session.store, desc="noisy inference",
-                        workers=1 if work < 10 * SMALL_WORK else None,
-                        device=session.device.type)
-    rows = []
-    for (c, bl, name), e in zip(jobs, entries):
-        for var, acc in zip(e["noise_vars"], e["accuracy"][0]):
-            rows.append({"network": name, "noise_var": float(var), "mean": float(acc.mean()),
-                         "run_std": float(acc.std(ddof=1)) if acc.size > 1 else 0.0})
-    long = pd.DataFrame(rows)
-    table = long.groupby(["network", "noise_var"], sort=False).agg(
-        mean=("mean", "mean"), net_std=("mean", "std"), run_std=("run_std", "mean"),
-        networks=("mean", "size")).reset_index()
-    table["std"] = table.net_std.where(table.networks > 1, table.run_std)
-    return table[["network", "noise_var", "mean", "std", "networks"]], entries
-
-
-# --- tables for the notebooks ----------------------------------------------------------------
-
-
-def label(cfg: NetworkConfig) -> str:
-    """A short name: ``floating point``, ``BL = 10``, ``memristive, sigma/B = 0.1``."""
-    if cfg.kind == "deterministic":
-        return "floating point"
-    if cfg.kind == "float":
-        return f"BL = {cfg.bl}"
-    return f"memristive, σ/B = {cfg.sigma_over_b:g}"
-
-
-def history_frame(configs: Sequence[NetworkConfig], entries: Sequence) -> Any:
-    """Per network and epoch: test accuracy, training error and learning rate (long form)."""
-    import pandas as pd
-
-    rows = []
-    for c, e in zip(configs, entries):
-        for ep, (acc, err, lr) in enumerate(zip(e["test_acc"], e["train_error"], e["lr"])):
-            rows.append({"network": label(c), "bl": c.bl, "synapse": c.synapse,
-                         "sigma_over_b": c.sigma_over_b if c.kind == "memristive" else np.nan,
-                         "seed": c.seed, "input_norm": c.input_norm, "epoch": ep + 1,
-                         "test_acc": float(acc), "train_error": float(err), "lr": float(lr)})
-    return pd.DataFrame(rows)
-
-
-def summary_frame(configs: Sequence[NetworkConfig], entries: Sequence) -> Any:
-    """Per network: best and final test accuracy, the epoch of the best, final training error."""
-    import pandas as pd
-
-    return pd.DataFrame([{
-        "network": label(c), "bl": c.bl, "synapse": c.synapse,
-        "sigma_over_b": c.sigma_over_b if c.kind == "memristive" else np.nan,
-        "seed": c.seed, "input_norm": c.input_norm,
-        "best_test_acc": float(e["best_test_acc"]), "best_epoch": int(e["best_epoch"]),
-        "final_test_acc": float(e["final_test_acc"]),
-        "final_train_error": float(e["train_error"][-1]),
-    } for c, e in zip(configs, entries)])
-
-
-# --- the chapter's networks, from a notebook's parameters ------------------------------------
-
-
-def _settings(p: Any, device: str) -> dict[str, Any]:
-    return dict(dataset=p.dataset, epochs=p.epochs, n_train=p.n_train, n_test=p.n_test,
-                lr=p.eta_first, lr_final=p.eta_last, seed=p.seed, device=device,
-                input_norm=p.input_norm)
-
-
-def float_networks(p: Any, device: str = "cpu") -> list[NetworkConfig]:
-    """The networks of Fig. 3: the deterministic one and one per ``p.stream_lengths``."""
-    base = _settings(p, device)
-    return [NetworkConfig(bl=0, **base)] + [NetworkConfig(bl=int(b), **base)
-                                            for b in p.stream_lengths]
-
-
-def baseline_networks(p: Any, device: str = "cpu", seeds: int = 1) -> list[NetworkConfig]:
-    """The references of the memristive networks: the deterministic network (``seeds``
-    networks, seeds ``p.seed``, ``p.seed + 1``, ...) and the stochastic one with floating-point
-    weights and the memristive networks' BL (``p.train_bl``, seed ``p.seed``), last."""
-    base = _settings(p, device)
-    seed0 = base.pop("seed")
-    return ([NetworkConfig(bl=0, seed=seed0 + i, **base) for i in range(int(seeds))]
-            + [NetworkConfig(bl=int(p.train_bl), seed=seed0, **base)])
-
-
-def memristive_networks(p: Any, device: str = "cpu", sigmas: Sequence[float] | None = None,
-                        seeds: int = 1) -> list[NetworkConfig]:
-    """The memristive networks of Fig. 4, per programming noise (default
-    ``p.sigma_over_b_values``) ``seeds`` networks (seeds ``p.seed``, ``p.seed + 1``, ...),
-    trained with streams of ``p.train_bl`` bits; ordered by noise, then seed."""
-    base = _settings(p, device)
-    seed0 = base.pop("seed")
-    return [NetworkConfig(bl=int(p.train_bl), synapse="memristive", sigma_over_b=float(s),
-                          on_off_ratio=float(p.on_off_ratio), levels=int(p.levels),
-                          reset_every=int(p.reset_every), reset_noise=bool(p.reset_noise),
-                          w_max=tuple(float(w) for w in p.w_max), seed=seed0 + i, **base)
-            for s in (p.sigma_over_b_values if sigmas is None else sigmas)
-            for i in range(int(seeds))]
-
-
-#: Factors of the w_max sweep (:func:`w_max_networks`): the chapter's w_max scaled by each.
-W_MAX_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)
-
-
-def w_max_networks(p: Any, device: str = "cpu", factors: Sequence[float] = W_MAX_FACTORS,
-                   sigma: float | None = None, seeds: int = 1,
-                   reset_noise: bool | None = None) -> list[NetworkConfig]:
-    """The memristive networks of a ``w_max`` sweep: the chapter's networks of
-    :func:`memristive_networks` at one programming noise (default ``p.sigma_over_b``, the
-    paper's 0.1B of its 95.31 %), with all three layers' ``w_max`` (the weight of a device
-    pair, our choice) scaled by each of ``factors``; ``seeds`` networks per factor, ordered by
-    factor, then seed. ``reset_noise`` overrides ``p.reset_noise`` (None: keep it). A factor
-    of 1 gives the chapter's own networks (the same stored entries)."""
-    bad = [f for f in factors if isinstance(f, bool) or not isinstance(f, (int, float))
-           or not math.isfinite(f) or f <= 0]
-    if bad or not factors:
-        raise ParameterError(f"factors={list(factors)!r}: must be one or more numbers > 0 "
-                             "(scales of w_max)")
-    s = float(p.sigma_over_b if sigma is None else sigma)
-    nets = []
-    for f in factors:
-        q = _replace(p, w_max=[float(w) * float(f) for w in p.w_max])
-        if reset_noise is not None:
-            q = _replace(q, reset_noise=bool(reset_noise))
-        nets += memristive_networks(q, device, [s], seeds)
-    return nets
-
-
-def _replace(p: Any, **changes: Any) -> Any:
-    """A copy of a notebook's parameters ``p`` (attributes) with ``changes``."""
-    from types import SimpleNamespace
-
-    return SimpleNamespace(**{**vars(p), **changes})
-
-
-def reading_networks(p: Any, device: str = "cpu") -> list[NetworkConfig]:
-    """The deterministic network under every input reading (:data:`INPUT_NORMS`), the
-    chapter's own (``p.input_norm``) first: the evidence for the choice of reading."""
-    base = _settings(p, device)
-    norms = [p.input_norm] + [n for n in INPUT_NORMS if n != p.input_norm]
-    return [NetworkConfig(bl=0, **{**base, "input_norm": n}) for n in norms]
-
-
-def chapter_networks(session) -> list[NetworkConfig]:
-    """Every network the chapter's notebooks train, at this notebook's training settings and
-    the chapter profile's device settings (notebook 2 trains them all, one group per core;
-    notebooks 3 and 4 read them back)."""
-    from types import SimpleNamespace
-
-    from .study.profiles import settings
-
-    prof = settings(session.profile, "memristive")
-    p = SimpleNamespace(**{**prof, **{k: v for k, v in session.params.items()
-                                      if v is not None}})
-    sigmas = sorted({*map(float, p.sigma_over_b_values), float(p.sigma_over_b)})
-    dev = session.device.type
-    seeds = int(p.network_seeds)
-    return (float_networks(p, dev) + memristive_networks(p, dev, sigmas, seeds)
-            + baseline_networks(p, dev, seeds)[1:-1] + reading_networks(p, dev)[1:])

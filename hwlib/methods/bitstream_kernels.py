@@ -1,22 +1,23 @@
-"""Compiled (numba) kernels of the stochastic DNN: one fused training step per network and image.
+"""Compiled (numba) kernels of bit-stream training: one fused step per network and image.
 
-The training step of :mod:`hwlib.stochastic_dnn` (forward pass with streams, back-propagation
-with streams, the exact coincidence counts of eq. (4), the update of floating-point weights or
-the programming events of memristive synapses, and the periodic reset) runs here as compiled
-code, one network at a time over a sequence of images, so that no step pays Python or PyTorch
-dispatch and each network's weights stay in the core's cache while it trains.
+The training step of :mod:`hwlib.methods.bitstream_training` (forward pass with streams,
+back-propagation with streams, the exact coincidence counts of eq. (4), the update of
+floating-point weights or the programming events of memristive synapses, and the periodic
+reset) runs here as compiled code, one network at a time over a sequence of images, so that no
+step pays Python or PyTorch dispatch and each network's weights stay in the core's cache while
+it trains. The programming events follow the write model of :mod:`hwlib.hardware.memristor`.
 
 Random numbers. Every random number of a network is a *counter-based* hash of the network's
 key and an address: ``word(key, a) = mix64(key + (a + 1) gamma)``, the SplitMix64 generator
 read at state ``a`` (64 uniform bits). Each use has its own address (image step, signal, bit
 position; see :func:`step_layout`), so a number does not depend on the order in which numbers
 are drawn or on which are skipped: the compiled path may skip streams that cannot pulse and
-the pure-PyTorch path (:mod:`hwlib.stochastic_dnn`) computes every number, and both see the
-same streams. A 64-bit word holds four 16-bit numbers ``r`` for the 16-bit stochastic number
-generator (a bit is one when ``r < ceil(65536 p)``), or one double-precision uniform
-``((w >> 11) + 0.5) 2**-53`` in (0, 1), or a standard normal (:func:`normal`: the ziggurat
-method, computed with additions, multiplications, divisions and comparisons only, so that the
-PyTorch path computes the very same double).
+the pure-PyTorch path (:mod:`hwlib.methods.bitstream_training`) computes every number, and
+both see the same streams. A 64-bit word holds four 16-bit numbers ``r`` for the 16-bit
+stochastic number generator (a bit is one when ``r < ceil(65536 p)``), or one double-precision
+uniform ``((w >> 11) + 0.5) 2**-53`` in (0, 1), or a standard normal (:func:`normal`: the
+ziggurat method, computed with additions, multiplications, divisions and comparisons only, so
+that the PyTorch path computes the very same double).
 
 Memristive device states are fixed-point numbers: a device's level coordinate ``k`` (its
 conductance is ``G_min + k B``) is stored as the integer ``k 2**FRAC_BITS`` (:data:`FIX` steps
@@ -119,8 +120,9 @@ def words_array(key, addr):
 # (98.8 % of the draws) returns u X[i] at once. The rest (wedges, the tail) need further words,
 # the j-th at address ``addr + j 2**56`` of the same generator, and exp and log, computed here
 # from additions, multiplications, divisions and exact scalings only (:func:`plog`,
-# :func:`pexp`), so that the PyTorch path (:func:`hwlib.stochastic_dnn.torch_normals`) computes
-# the same doubles (library exp and log differ between the two in the last bit).
+# :func:`pexp`), so that the PyTorch path
+# (:func:`hwlib.methods.bitstream_training.torch_normals`) computes the same doubles (library
+# exp and log differ between the two in the last bit).
 
 ZIG_LAYERS = 128
 ZIG_R = 3.442619855899
