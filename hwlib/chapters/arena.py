@@ -100,6 +100,8 @@ DEVICES: dict[str, Device] = {
     "crossbar_adc4": Device("Analog crossbars, 4-bit ADC", "sigma, perturbation std / range",
                             lambda s: presets.hasgd_crossbar(sigma=s, adc_bits=4), 0.0, 2.0,
                             calibrated_adc=4),
+    "memristive": Device("Memristive pairs", "sigma/B, programming noise / level spacing",
+                         lambda s: presets.babu_rajendran(sigma_over_b=s), 0.01, 10.0),
 }
 
 

@@ -4,15 +4,15 @@ the one training loop every chapter uses.
 A *method* says which chips a training step computes through (:meth:`Method.chips`); the step
 averages the gradients over them and lets any torch optimizer update the weights:
 
-================================  ==================================================  =========
-method                            chips of one step                                   papers
-================================  ==================================================  =========
-:class:`Standard`                 the expected chip (ideal digital hardware)           Ideal
-:class:`OneChip`                  the same chip ``z`` at every step                    DDHR, Fixed
-:class:`FreshChip`                a fresh chip drawn from the hardware model           S-DDHR by sampling, erasure training
-:class:`Parametric`               the family's analytical moments, resampled per pass  PS-DDHR, AS-DDHR
-:class:`HASGD`                    ``L`` fresh chips, gradients averaged                HA-SGD (Algorithm 1)
-================================  ==================================================  =========
+================================  =====================================================  =========
+method                            chips of one step                                      papers
+================================  =====================================================  =========
+:class:`Standard`                 the expected chip (ideal digital hardware)             Ideal
+:class:`OneChip`                  the same chip ``z`` at every step                      DDHR, Fixed
+:class:`FreshChip`                a fresh chip drawn from the hardware model             S-DDHR by sampling, erasure training
+:class:`Parametric`               the family's analytical moments, resampled per pass    PS-DDHR, AS-DDHR
+:class:`HASGD`                    ``L`` fresh chips, gradients averaged                  HA-SGD (Algorithm 1)
+================================  =====================================================  =========
 
 How a gradient passes a chip is the family's rule (:mod:`hwlib.hardware`): through the
 expected chip for MRAM arrays (Algorithm 1 of S-DDHR), at the perturbed weights for crossbars
