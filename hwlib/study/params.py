@@ -241,6 +241,9 @@ KNOBS: dict[str, Knob] = {
                    "to zero)", lo=1e-8, hi=10, nullable=True),
     "mc_chips": Knob("int", "chips drawn for the Monte Carlo check of BM's mean-square "
                      "deviation", lo=2, hi=100_000, nullable=True),
+    "pe2p_chips": Knob("int", "chips per point of Fig. 3's comparison of BM at p with erasures "
+                       "at p_e = 2p (a standard error well below its 1-point tolerance)", lo=2,
+                       hi=100_000, nullable=True),
     # --- memristive ---
     "factors": Knob("list[float]", "stream values a and b of the Monte Carlo grid (eq. 3)",
                     lo=0, hi=1),
