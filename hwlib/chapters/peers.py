@@ -932,14 +932,7 @@ def robustness(session, configs: Sequence[Mapping[str, Any]]) -> tuple[pd.DataFr
                    instances=int(p.instances), n_test=p.n_test)
     entries = run_sweep(robustness_run, evals, session.store, desc="hwlib's test chips",
                         workers=_workers(session))
-    rows = []
-    for c, e in zip(configs, entries):
-        acc = np.asarray(e["accuracy"])
-        for j, level in enumerate(p.test_sigmas):
-            for i in range(acc.shape[1]):
-                rows.append({"net": c["net"], "seed": c["seed"], "level": float(level),
-                             "instance": i, "accuracy": 100 * float(acc[j, i])})
-    return pd.DataFrame(rows), entries
+    return _accuracy_rows(configs, entries, p.test_sigmas), entries
 
 
 def pcm(session, configs: Sequence[Mapping[str, Any]], periphery: str
@@ -954,14 +947,20 @@ def pcm(session, configs: Sequence[Mapping[str, Any]], periphery: str
                    periphery=periphery)
     entries = run_sweep(pcm_run, evals, session.store, desc=f"PCM-like, {periphery} periphery",
                         workers=_workers(session))
+    return _accuracy_rows(configs, entries, p.drift_times), entries
+
+
+def _accuracy_rows(configs: Sequence[Mapping[str, Any]], entries: Sequence[Entry],
+                   levels: Sequence[float]) -> pd.DataFrame:
+    """One row per network, level and chip of stored ``accuracy[level, chip]`` arrays."""
     rows = []
     for c, e in zip(configs, entries):
         acc = np.asarray(e["accuracy"])
-        for j, t in enumerate(p.drift_times):
+        for j, level in enumerate(levels):
             for i in range(acc.shape[1]):
-                rows.append({"net": c["net"], "seed": c["seed"], "level": float(t),
+                rows.append({"net": c["net"], "seed": c["seed"], "level": float(level),
                              "instance": i, "accuracy": 100 * float(acc[j, i])})
-    return pd.DataFrame(rows), entries
+    return pd.DataFrame(rows)
 
 
 def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
