@@ -105,3 +105,22 @@ def test_bad_grid_one_line():
         A.check_grid(["sram"], ["dropout"])
     with pytest.raises(ParameterError, match="test_chips=0"):
         A.grid_configs({}, ["sram"], ["standard"], {"sram": [0.1]}, [0], 0)
+
+
+def test_findings_over_devices_are_not_measured_when_a_device_lacks_a_cell():
+    import math
+
+    rows = [{"device": d, "level": lv, "method": m, "accuracy": acc, "se": 0.1, "share": 0.6,
+             "share_se": 0.01, "n": 3}
+            for d in ("a", "b") for lv in (1, 2)
+            for m, acc in (("sampling", 80.0), ("hasgd4", 81.0), ("fixed", 70.0),
+                           ("ddhr", 85.0))
+            if not (d == "b" and lv == 2)]  # device b never reached its highest severity
+    heat = pd.DataFrame(rows)
+    out = A.readings_findings(heat, pd.DataFrame(), ["a", "b"])
+    for key in ("hasgd4_rarely_better", "fixed_below_sampling", "ddhr_on_top"):
+        values, detail = out[f"arena.findings.{key}"]
+        assert math.isnan(values["value"]) and "no cell for b" in detail
+    full = A.readings_findings(heat[heat.device == "a"], pd.DataFrame(), ["a"])
+    assert full["arena.findings.hasgd4_rarely_better"][0]["value"] == 1  # 81 - 80 > 2 SE
+    assert full["arena.findings.fixed_below_sampling"][0]["value"] == 0

@@ -101,7 +101,7 @@ DEVICES: dict[str, Device] = {
                             lambda s: presets.hasgd_crossbar(sigma=s, adc_bits=4), 0.0, 2.0,
                             calibrated_adc=4),
     "memristive": Device("Memristive pairs", "sigma/B, programming noise / level spacing",
-                         lambda s: presets.babu_rajendran(sigma_over_b=s), 0.01, 10.0),
+                         lambda s: presets.babu_rajendran(sigma_over_b=s), 0.01, 100.0),
 }
 
 
@@ -574,7 +574,7 @@ def readings_findings(heat: pd.DataFrame, transfer: pd.DataFrame, devices: Seque
     the values each rule reads, per device in ``devices`` order."""
     mid, top = 1, 2
     share_mid, share_transfer, l4_wins, fixed_not_below, ddhr_beaten = [], [], 0, 0, 0
-    parts = []
+    parts, missing = [], []
     for d in devices:
         s = _cell(heat, d, mid, "sampling")
         share_mid.append(Stat(float(s.share), float(s.share_se), int(s.n)) if s is not None
@@ -583,20 +583,25 @@ def readings_findings(heat: pd.DataFrame, transfer: pd.DataFrame, devices: Seque
         share_transfer.append(Stat(float(t.iloc[0].share), float(t.iloc[0].share_se), 3)
                               if len(t) else Stat(math.nan, math.nan, 0))
         l1, l4 = _cell(heat, d, mid, "sampling"), _cell(heat, d, mid, "hasgd4")
+        f, smp = _cell(heat, d, top, "fixed"), _cell(heat, d, top, "sampling")
+        dd = _cell(heat, d, top, "ddhr")
+        if any(c is None for c in (l1, l4, f, smp, dd)):
+            missing.append(d)  # a count over devices needs every device measured
         if l1 is not None and l4 is not None:
             se = math.hypot(l1.se, l4.se)
             l4_wins += int(l4.accuracy - l1.accuracy > 2 * se)
-        f, smp = _cell(heat, d, top, "fixed"), _cell(heat, d, top, "sampling")
         if f is not None and smp is not None:
             fixed_not_below += int(not (smp.accuracy - f.accuracy > 2 * math.hypot(f.se,
                                                                                     smp.se)))
-        dd = _cell(heat, d, top, "ddhr")
         if dd is not None:
             others = heat[(heat.device == d) & (heat.level == top) & (heat.method != "ddhr")]
             ddhr_beaten += int(any(o.accuracy - dd.accuracy > 2 * math.hypot(o.se, dd.se)
                                    for _, o in others.iterrows()))
         parts.append(d)
     names = ", ".join(parts)
+    if missing:  # not measured, rather than a count over fewer devices than stated
+        l4_wins = fixed_not_below = ddhr_beaten = math.nan
+        names += f" (no cell for {', '.join(missing)})"
     return {
         "arena.findings.sampling_closes_half": ({"shares": share_mid},
                                                 f"middle severity, devices {names}"),
