@@ -107,7 +107,7 @@ def test_bad_grid_one_line():
         A.grid_configs({}, ["sram"], ["standard"], {"sram": [0.1]}, [0], 0)
 
 
-def test_findings_over_devices_are_not_measured_when_a_device_lacks_a_cell():
+def test_findings_over_devices_are_not_measured_when_a_device_lacks_a_cell_they_read():
     import math
 
     rows = [{"device": d, "level": lv, "method": m, "accuracy": acc, "se": 0.1, "share": 0.6,
@@ -118,9 +118,12 @@ def test_findings_over_devices_are_not_measured_when_a_device_lacks_a_cell():
             if not (d == "b" and lv == 2)]  # device b never reached its highest severity
     heat = pd.DataFrame(rows)
     out = A.readings_findings(heat, pd.DataFrame(), ["a", "b"])
-    for key in ("hasgd4_rarely_better", "fixed_below_sampling", "ddhr_on_top"):
+    for key in ("fixed_below_sampling", "ddhr_on_top"):  # they read the highest severity
         values, detail = out[f"arena.findings.{key}"]
         assert math.isnan(values["value"]) and "no cell for b" in detail
+    # the middle-severity count has every device's cells: both are counted, none is missing
+    values, detail = out["arena.findings.hasgd4_rarely_better"]
+    assert values["value"] == 2 and "no cell" not in detail and "a, b" in detail
     full = A.readings_findings(heat[heat.device == "a"], pd.DataFrame(), ["a"])
     assert full["arena.findings.hasgd4_rarely_better"][0]["value"] == 1  # 81 - 80 > 2 SE
     assert full["arena.findings.fixed_below_sampling"][0]["value"] == 0

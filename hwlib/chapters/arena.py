@@ -574,7 +574,9 @@ def readings_findings(heat: pd.DataFrame, transfer: pd.DataFrame, devices: Seque
     the values each rule reads, per device in ``devices`` order."""
     mid, top = 1, 2
     share_mid, share_transfer, l4_wins, fixed_not_below, ddhr_beaten = [], [], 0, 0, 0
-    parts, missing = [], []
+    # a count over devices needs each device's cells at the severity it reads; a device
+    # without them makes that count "not measured" (not a count over fewer devices)
+    missing: dict[str, list[str]] = {"mid": [], "top": []}
     for d in devices:
         s = _cell(heat, d, mid, "sampling")
         share_mid.append(Stat(float(s.share), float(s.share_se), int(s.n)) if s is not None
@@ -585,34 +587,41 @@ def readings_findings(heat: pd.DataFrame, transfer: pd.DataFrame, devices: Seque
         l1, l4 = _cell(heat, d, mid, "sampling"), _cell(heat, d, mid, "hasgd4")
         f, smp = _cell(heat, d, top, "fixed"), _cell(heat, d, top, "sampling")
         dd = _cell(heat, d, top, "ddhr")
-        if any(c is None for c in (l1, l4, f, smp, dd)):
-            missing.append(d)  # a count over devices needs every device measured
-        if l1 is not None and l4 is not None:
+        if l1 is None or l4 is None:
+            missing["mid"].append(d)
+        else:
             se = math.hypot(l1.se, l4.se)
             l4_wins += int(l4.accuracy - l1.accuracy > 2 * se)
-        if f is not None and smp is not None:
+        if any(c is None for c in (f, smp, dd)):
+            missing["top"].append(d)
+        else:
             fixed_not_below += int(not (smp.accuracy - f.accuracy > 2 * math.hypot(f.se,
                                                                                     smp.se)))
-        if dd is not None:
             others = heat[(heat.device == d) & (heat.level == top) & (heat.method != "ddhr")]
             ddhr_beaten += int(any(o.accuracy - dd.accuracy > 2 * math.hypot(o.se, dd.se)
                                    for _, o in others.iterrows()))
-        parts.append(d)
-    names = ", ".join(parts)
-    if missing:  # not measured, rather than a count over fewer devices than stated
-        l4_wins = fixed_not_below = ddhr_beaten = math.nan
-        names += f" (no cell for {', '.join(missing)})"
+    if missing["mid"]:
+        l4_wins = math.nan
+    if missing["top"]:
+        fixed_not_below = ddhr_beaten = math.nan
+
+    def names(level: str) -> str:
+        """The devices a reading covers; those without a cell at its severity named apart."""
+        measured = [d for d in devices if d not in missing[level]]
+        out = ", ".join(measured)
+        return out + (f" (no cell for {', '.join(missing[level])})" if missing[level] else "")
+
     return {
         "arena.findings.sampling_closes_half": ({"shares": share_mid},
-                                                f"middle severity, devices {names}"),
+                                                f"middle severity, devices {names('mid')}"),
         "arena.findings.hasgd4_rarely_better": ({"value": l4_wins},
-                                                f"middle severity, devices {names}"),
+                                                f"middle severity, devices {names('mid')}"),
         "arena.findings.fixed_below_sampling": ({"value": fixed_not_below},
-                                                f"highest severity, devices {names}"),
+                                                f"highest severity, devices {names('top')}"),
         "arena.findings.ddhr_on_top": ({"value": ddhr_beaten},
-                                       f"highest severity, devices {names}"),
+                                       f"highest severity, devices {names('top')}"),
         "arena.findings.transfer_holds": ({"shares": share_transfer},
                                           f"trained at the middle, tested at the highest "
-                                          f"severity, devices {names}"),
+                                          f"severity, devices {names('top')}"),
     }
 

@@ -244,6 +244,8 @@ KNOBS: dict[str, Knob] = {
     "pe2p_chips": Knob("int", "chips per point of Fig. 3's comparison of BM at p with erasures "
                        "at p_e = 2p (a standard error well below its 1-point tolerance)", lo=2,
                        hi=100_000, nullable=True),
+    "pe2p_rates": Knob("list[float]", "fault rates p of Fig. 3's comparison of BM at p with "
+                       "erasures at p_e = 2p", lo=0, hi=0.5, nullable=True),
     # --- memristive ---
     "factors": Knob("list[float]", "stream values a and b of the Monte Carlo grid (eq. 3)",
                     lo=0, hi=1),

@@ -89,30 +89,37 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             precision="fp32", channels_last=False,  # CUDA arithmetic (the CPU: float32)
             mc_chips=10,               # Monte Carlo check of the MSD enumeration (notebook 1)
             pe2p_chips=3,              # chips per point of Fig. 3's BM-at-p vs erasures-at-2p test
+            pe2p_rates=[0.02],         # p of that test (BM at p, erasures at 2p)
             robust_drop=0.5,           # accuracy drop (points) of the tolerated rates, Fig. 4
             scale_fault_rates=[0.01],  # p of the activation-scale comparison
         ),
         "book": dict(
+            # scoped to the chapter's 25-minute cold budget on 2 cores (issue 12): every test
+            # on the whole 10,000-image test set costs about 2 s per chip, so the sweeps keep
+            # the rates where the curves bend (read from the 2,000-image run) and 3 chips per
+            # point; the p_e = 2p test keeps 20 chips at 3 rates. The paper profile has the
+            # full design.
             dataset="fashion_mnist",
             width_f=0.125,             # F = 8 channels: the paper's networks, 8x narrower
             n_train=20_000, n_test=10_000,  # the whole test set: thresholds of 0.5 point
             epochs=4,
             lr=0.05, momentum=0.9, weight_decay=5e-4, augment=False,
-            instances=5,
+            instances=3,
             width_seeds=3,
-            fault_rates=[1e-4, 2e-4, 5e-4, 0.001, 0.002, 0.003, 0.005, 0.007, 0.01, 0.015, 0.02],
-            weight_fault_rates=[0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05],
-            erasure_ratios=[0.5, 1.0, 1.5, 2.0, 3.0, 4.0],
-            block_fault_rates=[0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2],
-            policy_fault_rates=[0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05],
-            reg_fault_rates=[0.001, 0.002, 0.005, 0.01],  # around the tolerated p of Fig. 1
+            fault_rates=[2e-4, 5e-4, 0.001, 0.002, 0.005, 0.01, 0.02],
+            weight_fault_rates=[0.002, 0.005, 0.01, 0.02, 0.05],
+            erasure_ratios=[1.0, 2.0, 4.0],
+            block_fault_rates=[0.002, 0.005, 0.01, 0.02, 0.05],
+            policy_fault_rates=[0.002, 0.005, 0.01, 0.02, 0.03],
+            reg_fault_rates=[0.002, 0.005, 0.01],  # around the tolerated p of Fig. 1
             reg_init="standard",       # fine-tuning: 2 epochs instead of 4 from scratch
             reg_epochs=2, reg_lr=0.02,
             precision="fp32", channels_last=False,
             mc_chips=200,
             pe2p_chips=20,             # issue 10: SE well below the 1-point tolerance
+            pe2p_rates=[0.005, 0.01, 0.02],  # p of that test: where BM costs accuracy
             robust_drop=0.5,           # above fault-map noise at book size
-            scale_fault_rates=[0.002, 0.005, 0.01],
+            scale_fault_rates=[0.005, 0.01],
         ),
         "paper": dict(
             dataset="cifar10",         # the paper's
@@ -133,6 +140,7 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             reg_epochs=200, reg_lr=0.1,
             mc_chips=200,
             pe2p_chips=20,             # issue 10: SE well below the 1-point tolerance
+            pe2p_rates=[0.002, 0.005, 0.01, 0.02],  # p of that test
             robust_drop=0.07,          # Fig. 4's level: 94.8 % against 94.87 % clean
             scale_fault_rates=[0.001, 0.005, 0.02],
         ),
@@ -283,15 +291,17 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
         "book": dict(
             dataset="mnist",
             n_train=60_000, n_test=10_000,   # all of MNIST
-            epochs=30,                 # the paper's 30 (the compiled simulator fits the budget)
+            # half the paper's 30 epochs: with continuous write noise and the paper's noisy
+            # resets (one normal per synapse every 15 images, about 4x an exact reset) the 18
+            # networks of 30 epochs took 1864 s, over the chapter's 20-minute cold budget on
+            # 2 cores. The learning rate still falls geometrically from lr_first to lr_last.
+            epochs=15,
             lr_first=0.1, lr_last=0.005,
             stream_lengths=[2, 10, 50, 100],
-            # scoped to the chapter's 20-minute cold budget on 2 cores: a memristive network
-            # with the paper's noisy reset trains about 4 times as long as with exact resets (one
-            # normal per synapse every 15 images), so Fig. 4 has three noise levels and two
-            # networks each; the exact-reset comparison one network per level; the w_max sweep
-            # three scales, one network each, with exact re-programming. The paper profile has
-            # the full design.
+            # also scoped to that budget: Fig. 4 has three noise levels and two networks each;
+            # the exact-reset comparison one network per level; the w_max sweep three scales,
+            # one network each, with exact re-programming. The paper profile has the full
+            # design, 30 epochs.
             sigma_over_b_values=[0.1, 0.3, 1.0],
             noise_runs=20,             # the paper's
             mc_samples=40_000,
