@@ -97,12 +97,14 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             # scoped to the chapter's 25-minute cold budget on 2 cores (issue 12): every test
             # on the whole 10,000-image test set costs about 2 s per chip, so the sweeps keep
             # the rates where the curves bend (read from the 2,000-image run) and 3 chips per
-            # point; the p_e = 2p test keeps 20 chips at 3 rates. The paper profile has the
-            # full design.
+            # point; the p_e = 2p test keeps 20 chips at 2 rates. A first cold run of this
+            # scoping with 4 epochs, the p_e = 2p test at 3 rates and the regularizer at 3 took
+            # 1826 s; this one trains 3 epochs and drops one rate of each, chosen before its
+            # results were read. The paper profile has the full design.
             dataset="fashion_mnist",
             width_f=0.125,             # F = 8 channels: the paper's networks, 8x narrower
             n_train=20_000, n_test=10_000,  # the whole test set: thresholds of 0.5 point
-            epochs=4,
+            epochs=3,
             lr=0.05, momentum=0.9, weight_decay=5e-4, augment=False,
             instances=3,
             width_seeds=3,
@@ -111,13 +113,13 @@ CHAPTER_PROFILES: dict[str, dict[str, dict[str, object]]] = {
             erasure_ratios=[1.0, 2.0, 4.0],
             block_fault_rates=[0.002, 0.005, 0.01, 0.02, 0.05],
             policy_fault_rates=[0.002, 0.005, 0.01, 0.02, 0.03],
-            reg_fault_rates=[0.002, 0.005, 0.01],  # around the tolerated p of Fig. 1
-            reg_init="standard",       # fine-tuning: 2 epochs instead of 4 from scratch
+            reg_fault_rates=[0.005, 0.01],  # around the tolerated p of Fig. 1
+            reg_init="standard",       # fine-tuning: 2 epochs instead of 3 from scratch
             reg_epochs=2, reg_lr=0.02,
             precision="fp32", channels_last=False,
             mc_chips=200,
             pe2p_chips=20,             # issue 10: SE well below the 1-point tolerance
-            pe2p_rates=[0.005, 0.01, 0.02],  # p of that test: where BM costs accuracy
+            pe2p_rates=[0.01, 0.02],   # p of that test: where BM costs accuracy
             robust_drop=0.5,           # above fault-map noise at book size
             scale_fault_rates=[0.005, 0.01],
         ),
