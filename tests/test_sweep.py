@@ -54,6 +54,20 @@ def test_resume_computes_only_missing(tmp_path):
         0, 1, 4, 9, 16]
 
 
+def test_a_config_given_twice_runs_once(tmp_path):
+    marks = tmp_path / "marks"
+    store = ResultStore("smoke", tmp_path / "r")
+    configs = [{"i": i, "marks": str(marks)} for i in (0, 1, 0, 2, 1)]
+    entries = run_sweep(counted, configs, store, workers=2)
+    calls = sorted(int(p.name.split("-")[0]) for p in marks.iterdir())
+    assert calls == [0, 1, 2]  # one computation per distinct config
+    assert [int(e["square"][0]) for e in entries] == [0, 1, 0, 4, 1]
+    assert entries[0] is entries[2] and entries[1] is entries[4]
+    # the entry every place holds is the one on disk (no superseded checksum)
+    assert all(store.current_checksum(counted.name, e.provenance["key"]) == e.checksum
+               for e in entries)
+
+
 def test_dask_cluster_on_loopback(tmp_path):
     pytest.importorskip("distributed")
     from dask.distributed import LocalCluster

@@ -30,7 +30,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from tqdm.auto import tqdm
 
 from ..errors import ParameterError
-from .store import Entry, Experiment, ResultStore, one_thread, track_inputs, using
+from .store import (Entry, Experiment, ResultStore, config_key, one_thread, track_inputs,
+                    using)
 
 BACKENDS = ("loky", "dask")
 
@@ -170,7 +171,8 @@ def run_sweep(exp: Experiment, configs: Sequence[Mapping[str, Any]], store: Resu
         run_gib: GPU memory one run needs, GiB (sizes the runs sharing a GPU).
 
     Returns:
-        One entry per config, in the order of ``configs``.
+        One entry per config, in the order of ``configs`` (a config given twice is run once
+        and both places get the same entry).
     """
     if not configs:
         raise ParameterError(f"{exp.name}: no configs to run (an empty sweep)")
@@ -180,16 +182,21 @@ def run_sweep(exp: Experiment, configs: Sequence[Mapping[str, Any]], store: Resu
         raise ParameterError(f"backend={backend!r}: must be one of {', '.join(BACKENDS)}")
     scheduler = scheduler or os.environ.get("HWLIB_DASK_SCHEDULER")
     configs = [dict(c) for c in configs]
-    entries: list[Entry | None] = [store.load(exp, c) for c in configs]
-    todo = [(i, c) for i, c in enumerate(configs) if entries[i] is None]
+    # a config asked for twice (the same point in two arms of a figure) is run once: two
+    # workers writing one entry would leave the first reader holding a superseded checksum
+    keys = [config_key(exp.name, c) for c in configs]
+    first = {k: configs[i] for i, k in reversed(list(enumerate(keys)))}
+    found: dict[str, Entry | None] = {k: store.load(exp, c) for k, c in first.items()}
+    todo = [(i, c) for i, c in enumerate(configs)
+            if found[keys[i]] is None and first[keys[i]] is c]
     if todo:
         workers = max(1, min(workers, len(todo)))
         runs = (_dask(exp, todo, workers, scheduler, store.spec()) if backend == "dask"
                 else _loky(exp, todo, workers, store.spec()))
-        bar = tqdm(total=len(configs), initial=len(configs) - len(todo),
+        bar = tqdm(total=len(first), initial=len(first) - len(todo),
                    desc=desc or exp.name, leave=False)
         for i, result, wall, inputs, threads in runs:
-            entries[i] = store.save(exp, configs[i], result, wall, device, inputs, threads)
+            found[keys[i]] = store.save(exp, configs[i], result, wall, device, inputs, threads)
             bar.update()
         bar.close()
-    return entries  # type: ignore[return-value]
+    return [found[k] for k in keys]  # type: ignore[misc]
