@@ -26,3 +26,30 @@ def test_run_all_prints_one_table():
     out = subprocess.run([sys.executable, "bench/run_all.py", "--quick"], cwd=ROOT,
                          capture_output=True, text=True)
     assert "ratio" in out.stdout.splitlines()[0] and out.stdout.count("x ") >= 1
+
+
+def test_arena_bench_covers_every_arena_device():
+    # the full-size run measures every device of the arena's grid: a device added to the grid
+    # without a bench severity would stop `make bench` (not only its quick run)
+    from bench.bench_arena import SEVERITIES
+    from hwlib.chapters.arena import DEVICES
+
+    assert set(SEVERITIES) == set(DEVICES)
+
+
+def test_arena_bench_reads_the_stored_calibration(tmp_path):
+    import json
+
+    import numpy as np
+
+    from bench.bench_arena import SEVERITIES, middle_severities
+
+    meta = {"provenance": {"config": {"device": "sram"}}}
+    np.savez(tmp_path / "a.npz", __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+             severities=np.array([0.1, 0.25, 0.4]))
+    meta["provenance"]["config"]["device"] = "memristive"  # no 30-point level: middle still read
+    np.savez(tmp_path / "b.npz", __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+             severities=np.array([5.0, 14.0, np.nan]))
+    got = middle_severities(tmp_path)
+    assert got["sram"] == 0.25 and got["memristive"] == 14.0
+    assert got["mram"] == SEVERITIES["mram"]  # not calibrated: the fallback
