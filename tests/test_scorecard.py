@@ -89,6 +89,26 @@ def test_record_table_and_staleness(tmp_path):
     assert "findings of this book:" in md
 
 
+def test_recording_the_same_measurement_again_leaves_the_file_alone(tmp_path):
+    store = ResultStore("book", root=tmp_path)
+    entry = store.get_or_compute(noise, {"seed": 0})
+    cid = "sddhr.eq.gp_first_order_mean"
+    path = tmp_path / "book" / "scorecard" / f"{cid}.json"
+    nan = {"value": float("nan")}  # NaN compares unequal to itself: the bytes decide
+    for measured in (0.0009, nan):
+        scorecard.record(store, cid, measured, [entry], "detail", {"PROFILE": "book"})
+        first = path.read_bytes()
+        body = json.loads(first)
+        body["date"] = "2000-01-01T00:00:00+00:00"  # an old record of the same measurement
+        path.write_text(json.dumps(body, indent=1, allow_nan=True))
+        before = path.read_bytes()
+        scorecard.record(store, cid, measured, [entry], "detail", {"PROFILE": "book"})
+        assert path.read_bytes() == before  # a warm render: no rewrite, the first date kept
+    scorecard.record(store, cid, 0.0010, [entry], "detail", {"PROFILE": "book"})
+    body = json.loads(path.read_text())
+    assert body["values"]["value"] == 0.0010 and body["date"] != "2000-01-01T00:00:00+00:00"
+
+
 def test_editing_a_tolerance_changes_the_verdict_without_recomputing(tmp_path, monkeypatch):
     store = ResultStore("book", root=tmp_path)
     entry = store.get_or_compute(noise, {"seed": 1})

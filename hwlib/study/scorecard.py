@@ -172,8 +172,20 @@ def record(store: ResultStore, claim_id: str, measured: Any, sources: Iterable[A
             "params": canonical(dict(params or {})), "date": utc_now(),
             "sources": _sources(sources, claim_id)}
     body["verdict_when_recorded"] = rules.judge(row["check"], values, row["paper_value"]).verdict
-    atomic_write(_path(store, claim_id), json.dumps(body, indent=1, allow_nan=True).encode())
+    path = _path(store, claim_id)
+    if not _same_but_date(path, body):  # a warm render re-records nothing: no churn in git
+        atomic_write(path, json.dumps(body, indent=1, allow_nan=True).encode())
     return body["verdict_when_recorded"]
+
+
+def _same_but_date(path: Path, body: Mapping[str, Any]) -> bool:
+    """Whether ``path`` holds ``body`` already, up to the date it was recorded."""
+    try:
+        old = path.read_bytes()
+        date = json.loads(old).get("date")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return json.dumps({**body, "date": date}, indent=1, allow_nan=True).encode() == old
 
 
 def _fingerprint(module: str, function: str) -> str | None:
