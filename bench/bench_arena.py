@@ -16,9 +16,6 @@ calibration).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -27,6 +24,7 @@ from hwlib.hardware.base import Ideal
 from hwlib.methods.training import Standard, Step
 from hwlib.models.binary import BinaryMLP, clip_latent_weights
 from hwlib.models.mlp import MLP
+from hwlib.study.store import ResultStore, entry_meta
 
 from .common import Ratio, interleaved
 
@@ -34,23 +32,25 @@ from .common import Ratio, interleaved
 #: results): near its calibrated middle level. With the calibration stored, the bench reads it.
 SEVERITIES = {"mram": 3.0, "sram": 0.3, "crossbar": 0.23, "crossbar_adc4": 0.18,
               "memristive": 14.4}
-CALIBRATION = Path(__file__).resolve().parents[1] / "results" / "book" / "arena.calibrate"
 #: Step targets of each method (HA-SGD L = 4 against four clean steps).
 TARGETS = {"ddhr": 1.2, "fixed": 1.2, "sampling": 1.2, "parametric": 1.3, "erasure": 1.3,
            "hasgd4": 1.3}
 BATCH = 1024
 
 
-def middle_severities(folder: Path = CALIBRATION) -> dict[str, float]:
+def middle_severities(store: ResultStore | None = None) -> dict[str, float]:
     """Each device's middle severity (the 10-point loss) from the book's stored calibration
-    (``arena.calibrate`` entries), else :data:`SEVERITIES`."""
+    (the ``arena.calibrate`` entries of ``store``, default the book's, read back through the
+    store: checked and fresh), else :data:`SEVERITIES`."""
+    store = ResultStore("book") if store is None else store
     out = dict(SEVERITIES)
-    for path in sorted(folder.glob("*.npz")):
-        with np.load(path, allow_pickle=False) as z:
-            config = json.loads(bytes(z["__meta__"]).decode())["provenance"]["config"]
-            middle = float(z["severities"][1])
-        if config["device"] in out and np.isfinite(middle):
-            out[config["device"]] = middle
+    for path in sorted(store.folder(arena.calibrate.name).glob("*")):
+        meta = entry_meta(path)
+        entry = None if meta is None else store.load(arena.calibrate, meta["config"])
+        if entry is not None and entry.provenance["config"]["device"] in out:
+            middle = float(entry["severities"][1])
+            if np.isfinite(middle):
+                out[entry.provenance["config"]["device"]] = middle
     return out
 
 

@@ -38,18 +38,24 @@ def test_arena_bench_covers_every_arena_device():
 
 
 def test_arena_bench_reads_the_stored_calibration(tmp_path):
-    import json
-
     import numpy as np
 
     from bench.bench_arena import SEVERITIES, middle_severities
+    from hwlib.chapters.arena import calibrate
+    from hwlib.study.store import ResultStore
 
-    meta = {"provenance": {"config": {"device": "sram"}}}
-    np.savez(tmp_path / "a.npz", __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-             severities=np.array([0.1, 0.25, 0.4]))
-    meta["provenance"]["config"]["device"] = "memristive"  # no 30-point level: middle still read
-    np.savez(tmp_path / "b.npz", __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8),
-             severities=np.array([5.0, 14.0, np.nan]))
-    got = middle_severities(tmp_path)
+    store = ResultStore("book", root=tmp_path)
+
+    def stored(device, severities):
+        return store.save(calibrate, {"device": device, "seed": 0},
+                          {"severities": np.array(severities), "achieved": np.zeros(3),
+                           "grid": np.ones(2), "grid_accuracy": np.ones(2)}, 1.0)
+
+    stored("sram", [0.1, 0.25, 0.4])
+    stored("memristive", [5.0, 14.0, np.nan])  # no 30-point level: its middle is still read
+    bad = stored("crossbar", [0.1, 0.2, 0.3])
+    bad.path.write_bytes(bad.path.read_bytes()[:-8])  # a corrupt entry is not used
+    got = middle_severities(store)
     assert got["sram"] == 0.25 and got["memristive"] == 14.0
     assert got["mram"] == SEVERITIES["mram"]  # not calibrated: the fallback
+    assert got["crossbar"] == SEVERITIES["crossbar"]

@@ -185,15 +185,18 @@ def run_sweep(exp: Experiment, configs: Sequence[Mapping[str, Any]], store: Resu
     # a config asked for twice (the same point in two arms of a figure) is run once: two
     # workers writing one entry would leave the first reader holding a superseded checksum
     keys = [config_key(exp.name, c) for c in configs]
-    first = {k: configs[i] for i, k in reversed(list(enumerate(keys)))}
-    found: dict[str, Entry | None] = {k: store.load(exp, c) for k, c in first.items()}
-    todo = [(i, c) for i, c in enumerate(configs)
-            if found[keys[i]] is None and first[keys[i]] is c]
+    found: dict[str, Entry | None] = {}
+    todo = []
+    for i, (key, c) in enumerate(zip(keys, configs)):
+        if key not in found:
+            found[key] = store.load(exp, c)
+            if found[key] is None:
+                todo.append((i, c))
     if todo:
         workers = max(1, min(workers, len(todo)))
         runs = (_dask(exp, todo, workers, scheduler, store.spec()) if backend == "dask"
                 else _loky(exp, todo, workers, store.spec()))
-        bar = tqdm(total=len(first), initial=len(first) - len(todo),
+        bar = tqdm(total=len(found), initial=len(found) - len(todo),
                    desc=desc or exp.name, leave=False)
         for i, result, wall, inputs, threads in runs:
             found[keys[i]] = store.save(exp, configs[i], result, wall, device, inputs, threads)
