@@ -132,6 +132,70 @@ def test_fault_rates_are_binomial(p, signed):
     assert (fmap.index[1:] > fmap.index[:-1]).all() and int(fmap.index[-1]) < n
 
 
+@pytest.mark.parametrize("p", [0.01, 0.3, 0.9])
+@pytest.mark.parametrize("signed", [True, False])
+def test_fresh_dense_maps_are_binomial(p, signed):
+    """A fresh map drawn pattern by pattern (the alias method, above DENSE_FROM): every bit
+    cell faulty at rate p, independently (per-bit rates, pairwise joint rates, the number
+    of faulty cells per value against Binomial(bits, p))."""
+    n = 200_000
+    bits = 8 if signed else 7
+    gen = torch.Generator().manual_seed(5)
+    fmap = mf.FaultMap.sample(n, p, signed=signed, generator=gen)
+    assert fmap._index is None  # drawn dense
+    f = fmap.dense.long()
+    cells = [(f >> k) & 1 for k in range(8)]
+    for k in range(bits):
+        assert _within(int(cells[k].sum()), n, p), k
+        for j in range(k):
+            assert _within(int((cells[k] & cells[j]).sum()), n, p * p), (j, k)
+    if not signed:
+        assert int(cells[7].sum()) == 0
+    counts = np.bincount(sum(cells).numpy(), minlength=bits + 1)
+    for c in range(bits + 1):
+        assert _within(int(counts[c]), n, math.comb(bits, c) * p ** c * (1 - p) ** (bits - c)), c
+    again = mf.FaultMap.sample(n, p, signed=signed, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(again.dense, fmap.dense)
+
+
+@pytest.mark.parametrize("p", [0.008, 0.05, 0.3, 0.7])
+@pytest.mark.parametrize("bits", [7, 8])
+def test_alias_table_gives_the_pattern_probabilities(p, bits):
+    """Enumerating the alias table: each pattern f is drawn with probability
+    p^|f| (1 - p)^(bits - |f|), up to the 31-bit resolution of the uniform draws."""
+    from hwlib.hardware import sram_kernels
+    implied = sram_kernels.implied_probabilities(p, bits)
+    ones = np.array([bin(f).count("1") for f in range(1 << bits)])
+    exact = p ** ones * (1 - p) ** (bits - ones)
+    assert abs(implied.sum() - 1) < 1e-12
+    assert np.abs(implied - exact).max() < 2.0 ** -24
+
+
+@pytest.mark.parametrize("p", [0.02, 0.3])
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("scale", [None, 0.004])
+def test_compiled_masking_matches_the_indexed_path(p, signed, scale, monkeypatch):
+    """The one-pass kernel and the indexed path give the same bits, forward and backward
+    (per-sample scale rule and a fixed step; the per-tensor rule of weights)."""
+    n = 3000
+    fmap = mf.FaultMap.sample(n, p, signed=signed, seed=3)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(16, n, generator=gen) * 0.3
+    x = x if signed else x.relu()
+    weights = torch.arange(n, dtype=torch.float32)
+
+    def run(dense_from):
+        monkeypatch.setattr(mf, "DENSE_FROM", dense_from)
+        xg = x.clone().requires_grad_()
+        out = fmap.apply_per_sample(xg, scale)
+        (out * weights).sum().backward()
+        return out.detach(), xg.grad, fmap.apply_per_sample(x.clone(), scale), fmap.apply(x[0])
+
+    compiled, indexed = run(0.0), run(2.0)
+    for a, b in zip(compiled, indexed):
+        assert torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
 @pytest.mark.parametrize("model,signed", [("bm", True), ("bm", False), ("erasure", True)])
 def test_fault_maps_of_one_seed_are_nested(model, signed):
     """One uniform number per bit cell: a fault at p is a fault at every p' > p (the same

@@ -14,7 +14,9 @@ The pieces, in the paper's terms (Sec. III):
 * :class:`FaultMap`: the faulty cells of one memory (a tensor, or one inference's activation
   tensor): BM faults (every bit cell faulty with probability ``p``) or erasures (every value
   zeroed with probability ``p_e``). Faulty cells are drawn directly, by geometric gaps between
-  them, never one uniform per cell.
+  them, never one uniform per cell; a fresh map where most values are faulty is drawn one
+  pattern per value (the alias method), and applied in one compiled pass
+  (:mod:`hwlib.hardware.sram_kernels`, the same bits as the indexed path).
 * :class:`FaultConfig` and :class:`FaultyChip`: one hardware instance, a chip at one operating
   point, with faults on weights, activations or both, at a rate per block of the network.
   Its fault map is fixed for every input and reproducible from its seed.
@@ -41,6 +43,7 @@ from torch import nn
 
 from ..errors import ParameterError, check_probability
 from .base import Chip, Hardware
+from . import sram_kernels as kernels
 from .calibration import observe_outputs
 
 #: The paper's fit of eq. (1) to 65 nm SRAM data (its source data is not available here).
@@ -388,25 +391,60 @@ def nested_faulty_cells(n_cells: int, p: float, seed: int) -> torch.Tensor:
     return torch.unique(torch.cat(parts))  # sorted; a cell marked twice counts once
 
 
-@dataclass
+#: Dense maps: a map is applied by the compiled one-pass kernel (CPU, float32, bit masking)
+#: when at least this fraction of its values are faulty (below it, indexing the faulty values
+#: is cheaper; both give the same bits), and a fresh map is drawn pattern by pattern (the alias
+#: method) when at least this fraction is expected faulty (below it, only the faulty cells are
+#: drawn, by geometric gaps).
+DENSE_FROM = 1 / 16
+
+
 class FaultMap:
     """The faulty cells of one memory of ``numel`` values: which values, which bits.
+
+    A map is held sparse (the faulty values and their bits) or dense (every value's bits), and
+    gives the other form on demand.
 
     Attributes:
         numel: values in the memory (a tensor, or one inference's activation tensor).
         index: sorted positions of the values with at least one faulty cell (int64).
         faults: each such value's faulty bits, a mask in [1, 255] (uint8); an erased value
             has its sign bit marked (BM then gives 0).
+        dense: every value's faulty bits (uint8, ``numel`` of them, 0 where none).
         model: ``bm`` or ``erasure``.
         signed: False for a memory of non-negative values (no sign-bit faults; applying the
             map then takes a shorter path, valid for non-negative values only).
     """
 
-    numel: int
-    index: torch.Tensor
-    faults: torch.Tensor
-    model: str = "bm"
-    signed: bool = True
+    def __init__(self, numel: int, index: torch.Tensor | None = None,
+                 faults: torch.Tensor | None = None, model: str = "bm", signed: bool = True,
+                 dense: torch.Tensor | None = None) -> None:
+        if (index is None) != (faults is None) or (index is None and dense is None):
+            raise ParameterError("FaultMap: give index and faults, or dense")
+        self.numel, self.model, self.signed = int(numel), model, bool(signed)
+        self._index, self._faults, self._dense = index, faults, dense
+
+    @property
+    def index(self) -> torch.Tensor:  # noqa: D102
+        if self._index is None:
+            self._index = torch.nonzero(self._dense).reshape(-1)
+            self._faults = self._dense[self._index]
+        return self._index
+
+    @property
+    def faults(self) -> torch.Tensor:  # noqa: D102
+        return self._faults if self._faults is not None else self._dense[self.index]
+
+    @property
+    def dense(self) -> torch.Tensor:  # noqa: D102
+        if self._dense is None:
+            self._dense = torch.zeros(self.numel, dtype=torch.uint8, device=self._index.device)
+            self._dense[self._index] = self._faults
+        return self._dense
+
+    def __repr__(self) -> str:
+        return (f"FaultMap(numel={self.numel}, model={self.model!r}, signed={self.signed}, "
+                f"{'dense' if self._index is None else f'{len(self._index)} faulty values'})")
 
     @classmethod
     def sample(cls, numel: int, rate: float, model: str = "bm", signed: bool = True,
@@ -421,7 +459,10 @@ class FaultMap:
             model: ``bm`` or ``erasure``.
             signed: BM only: whether the sign bit can fault (False for non-negative values,
                 such as ReLU outputs: only the 7 other bits have faulty cells).
-            generator: draw an independent map from this generator.
+            generator: draw an independent map from this generator (a CPU one): by
+                geometric gaps between faulty cells, or, for BM maps where at least
+                :data:`DENSE_FROM` of the values are expected faulty, every value's pattern
+                at once (:func:`~hwlib.hardware.sram_kernels.alias_patterns`).
             seed: without a generator, the memory's seed: maps of one seed are *nested* in
                 the rate (:func:`nested_faulty_cells`), as one chip's faulty cells are when
                 its supply voltage drops (default seed 0).
@@ -444,6 +485,14 @@ class FaultMap:
             return cls(numel, idx, torch.full((len(idx),), 0x80, dtype=torch.uint8), model,
                        True)
         bits = BITS if signed else BITS - 1
+        if (generator is not None and generator.device.type == "cpu" and 0 < rate < 1
+                and 1 - (1 - rate) ** bits >= DENSE_FROM):
+            words = torch.empty((numel + 1) // 2, dtype=torch.int64).random_(
+                generator=generator)
+            dense = torch.empty(numel, dtype=torch.uint8)
+            threshold, alias = kernels.alias_table(rate, bits)
+            kernels.alias_patterns(words.numpy(), threshold, alias, bits, dense.numpy())
+            return cls(numel, model=model, signed=signed, dense=dense)
         cells = cells_of(numel * bits)
         if bits == BITS:
             value, bit = cells >> 3, cells & 7
@@ -466,13 +515,50 @@ class FaultMap:
 
     def to(self, device: torch.device | str) -> "FaultMap":
         """The same map on another device."""
-        return FaultMap(self.numel, self.index.to(device), self.faults.to(device), self.model,
-                        self.signed)
+        held = self._index if self._index is not None else self._dense
+        if held.device == torch.device(device):
+            return self
+        move = (lambda t: None if t is None else t.to(device))
+        return FaultMap(self.numel, move(self._index), move(self._faults), self.model,
+                        self.signed, move(self._dense))
+
+    def _compiled(self, x: torch.Tensor) -> bool:
+        """Whether applying the map to ``x`` takes the compiled kernel (CPU float32 BM, a
+        dense map or one with at least :data:`DENSE_FROM` of its values faulty)."""
+        return (self.model == "bm" and x.device.type == "cpu" and x.dtype == torch.float32
+                and self.numel > 0 and (self._index is None
+                                        or len(self._index) >= DENSE_FROM * self.numel))
+
+    def _kernel(self, x: torch.Tensor, scales: torch.Tensor, clamp: float | None,
+                out: torch.Tensor, keep: torch.Tensor | None) -> None:
+        """Run :func:`~hwlib.hardware.sram_kernels.mask_values` on ``x`` viewed as rows of
+        ``numel`` values (``clamp``: the fixed step's saturation ``127 s``, or None)."""
+        top = np.float32(0.0 if clamp is None else clamp)
+        lo = np.float32(-top if self.signed else 0.0)
+        rows = x.view(-1, self.numel)
+        kernels.mask_values(rows.detach().numpy(), scales.reshape(-1).numpy(),
+                            self.dense.numpy(), self.signed, clamp is not None, lo, top,
+                            out.view(-1, self.numel).numpy(),
+                            np.zeros((0, 0), np.bool_) if keep is None
+                            else keep.view(-1, self.numel).numpy())
+
+    def _per_sample(self, x: torch.Tensor, scale: float | None, out: torch.Tensor,
+                    keep: torch.Tensor | None) -> None:
+        """The kernel over the samples of a contiguous batch ``x``: each sample's scale rule,
+        or the fixed step ``scale`` (values saturate at +-127 s)."""
+        rows = x.detach().view(x.shape[0], -1)
+        if scale is None:
+            s = quantization_scale(rows, per_sample=True, nonnegative=not self.signed)
+        else:
+            s = torch.full((x.shape[0],), float(scale), dtype=torch.float32)
+        self._kernel(x, s, None if scale is None else QMAX * float(scale), out, keep)
 
     def apply(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         """The faulty copy of a tensor of ``numel`` values (per-tensor scale rule)."""
         if x.numel() != self.numel:
             raise ParameterError(f"tensor of {x.numel()} values; the map covers {self.numel}")
+        if self._compiled(x):  # into a new tensor: the kernel vectorizes over distinct arrays
+            return self._apply_compiled(x, scale, torch.empty(x.shape, dtype=x.dtype))
         out = x.detach().clone().reshape(-1)
         if len(self.index):
             if self.model == "erasure":
@@ -482,6 +568,12 @@ class FaultMap:
                 out.index_copy_(0, self.index, self._masked(out.index_select(0, self.index), s))
         return out.reshape(x.shape)
 
+    def _apply_compiled(self, x: torch.Tensor, scale: torch.Tensor | None, out: torch.Tensor
+                        ) -> torch.Tensor:
+        s = quantization_scale(x.detach()) if scale is None else scale
+        self._kernel(x.detach().contiguous(), s.to(torch.float32), None, out, None)
+        return out
+
     def _masked(self, v: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         if self.signed:
             return _masked_values(v, s, self.faults)
@@ -489,7 +581,8 @@ class FaultMap:
 
     def apply_per_sample(self, x: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         """Apply the map to every sample of a batch ``(B, ...)`` whose samples have ``numel``
-        values, in place when no gradient is needed.
+        values. Returns the faulty batch: a new tensor, or ``x`` itself, changed in place,
+        where only a few values are faulty and no gradient is needed.
 
         Args:
             x: the batch.
@@ -504,6 +597,12 @@ class FaultMap:
                                  f"{self.numel}")
         if not len(self.index) and scale is None:
             return x
+        if self._compiled(x):
+            if torch.is_grad_enabled() and x.requires_grad:
+                return _MaskedSamples.apply(x, self, scale)
+            out = torch.empty_like(x, memory_format=torch.contiguous_format)
+            self._per_sample(x.contiguous(), scale, out, None)  # never in place: the kernel
+            return out  # vectorizes only over distinct arrays
         if torch.is_grad_enabled() and x.requires_grad or not x.is_contiguous():
             x = x.clone()
         flat = x.view(b, -1)
@@ -520,6 +619,29 @@ class FaultMap:
                                                     device=flat.device))
             flat.index_copy_(1, self.index, self._masked(flat.index_select(1, self.index), s))
         return x
+
+
+class _MaskedSamples(torch.autograd.Function):
+    """:meth:`FaultMap.apply_per_sample` by the compiled kernel, with a gradient: it passes
+    where the indexed path's does (values neither zeroed by a fault nor saturated by a fixed
+    step)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, fmap: FaultMap, scale: float | None) -> torch.Tensor:
+        src = x.contiguous()
+        out = torch.empty_like(src)
+        keep = torch.empty(src.shape, dtype=torch.bool)
+        fmap._per_sample(src, scale, out, keep)
+        ctx.save_for_backward(keep)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # noqa: D102
+        (keep,) = ctx.saved_tensors
+        g = g.contiguous()
+        out = torch.empty_like(g)
+        kernels.pass_gradient(g.view(-1).numpy(), keep.view(-1).numpy(), out.view(-1).numpy())
+        return out, None, None
 
 
 @torch.no_grad()
