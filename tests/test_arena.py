@@ -98,6 +98,27 @@ def test_heat_table_share_of_the_gap():
     assert s.cost == pytest.approx(1.5) and s.n == 2
 
 
+def test_search_levels_brackets_bisects_and_ends_at_the_range_for_a_saturating_device():
+    """Reached targets are bisected onto; the first target a device never reaches takes the
+    searched range's end (its measured loss stays below the target), a second one is NaN."""
+    import math
+
+    def saturating(top):
+        return lambda s: top * s / (1.0 + s)
+
+    sev, got, grid, drops = A.search_levels(saturating(40.0), 0.01, 100.0, 13, (2, 10, 30), 12)
+    assert all(abs(g - t) < 0.05 for g, t in zip(got, (2, 10, 30)))
+    assert sev[0] < sev[1] < sev[2] < 100.0 and len(grid) == len(drops) == 13
+    sev, got, _, _ = A.search_levels(saturating(18.0), 0.01, 100.0, 13, (2, 10, 30), 12)
+    assert sev[2] == 100.0 and got[2] == pytest.approx(18.0 * 100 / 101)
+    assert abs(got[1] - 10) < 0.05
+    sev, got, _, _ = A.search_levels(saturating(8.0), 0.01, 100.0, 13, (2, 10, 30), 12)
+    assert sev[1] == 100.0 and got[1] < 10 and math.isnan(sev[2]) and math.isnan(got[2])
+    sev, got, _, _ = A.search_levels(lambda s: 12.0 + s, 0.01, 1.0, 5, (2, 10), 4,
+                                     from_zero=True)
+    assert sev == [0.0, 0.0] and got == [12.0, 12.0]  # lost at no noise already
+
+
 def test_bad_grid_one_line():
     with pytest.raises(ParameterError, match="device 'tpu': must be one of"):
         A.check_grid(["tpu"], ["standard"])

@@ -331,20 +331,69 @@ def _test(config: Mapping[str, Any], model: nn.Module, xc, xt, yt) -> np.ndarray
                                                len(config["test_chips"]))
 
 
-@experiment("arena.calibrate", outputs=("severities", "achieved", "grid", "grid_accuracy"))
+def search_levels(drop_at: Callable[[float], float], lo: float, hi: float, grid_points: int,
+                  targets: Sequence[float], bisections: int, from_zero: bool = False
+                  ) -> tuple[list[float], list[float], np.ndarray, np.ndarray]:
+    """The severities at which a device costs ``targets`` points (the calibration's search).
+
+    A coarse log-spaced grid of ``grid_points`` severities from ``lo`` to ``hi`` brackets each
+    target; ``bisections`` halvings in log severity refine it. A target the grid never reaches
+    takes the grid's end ``hi``, the worst the device gets within the searched range (its loss
+    there is below the target, and the page says so); a second unreached target is NaN, as it
+    would repeat that level. With ``from_zero`` (a device that may lose accuracy with no noise,
+    an ADC alone), a target already lost at severity 0 gives 0.
+
+    Args:
+        drop_at: ``drop_at(severity)``, the loss in points there.
+
+    Returns:
+        ``(severities, achieved, grid, grid_drops)``: one severity and measured loss per
+        target, and the coarse sweep.
+    """
+    grid = np.geomspace(lo, hi, int(grid_points))
+    drops_grid = np.array([drop_at(float(s)) for s in grid])
+    severities: list[float] = []
+    achieved: list[float] = []
+    for target in targets:
+        if from_zero and drop_at(0.0) >= target:
+            severities.append(0.0)  # the device loses more at no noise (an ADC alone)
+            achieved.append(drop_at(0.0))
+            continue
+        above = np.nonzero(drops_grid >= target)[0]
+        if not len(above):
+            end = float(grid[-1])
+            repeat = end in severities
+            severities.append(math.nan if repeat else end)
+            achieved.append(math.nan if repeat else float(drops_grid[-1]))
+            continue
+        k = int(above[0])
+        a, b = (math.log(grid[k - 1]), math.log(grid[k])) if k > 0 else (
+            math.log(lo) - 1.0, math.log(grid[0]))
+        for _ in range(int(bisections)):
+            mid = 0.5 * (a + b)
+            if drop_at(math.exp(mid)) >= target:
+                b = mid
+            else:
+                a = mid
+        level = math.exp(0.5 * (a + b))
+        severities.append(level)
+        achieved.append(drop_at(level))
+    return severities, achieved, grid, drops_grid
+
+
+@experiment("arena.calibrate", outputs=("severities", "achieved", "grid", "grid_accuracy",
+                                          "clean"))
 def calibrate(config: dict[str, Any]) -> dict[str, Any]:
     """Calibrate a device's severities on the standard network (training seed ``seed``): the
     levels at which its mean accuracy over ``chips`` chips on the held-out calibration images
-    lies ``drops`` points below its clean accuracy there.
-
-    A coarse log-spaced grid of ``grid_points`` severities between the device's ``lo`` and
-    ``hi`` brackets each target; ``bisections`` halvings in log severity refine it. The same
-    chips (seeds 1..chips) at every severity; the accuracy is interpolated in log severity.
+    lies ``drops`` points below its clean accuracy there (:func:`search_levels`; the same
+    chips, seeds 1..chips, at every severity).
 
     Returns:
-        ``severities`` (one per drop; NaN where the sweep never reaches it, 0 where the device's
-        least severity already loses more), ``achieved`` (the drop measured there, points),
-        ``grid`` and ``grid_accuracy`` (the coarse sweep, %), ``clean`` (%).
+        ``severities`` (one per drop; the searched range's end where the device never loses
+        that much, then NaN for any further such drop; 0 where the device's least severity
+        already loses more), ``achieved`` (the drop measured there, points), ``grid`` and
+        ``grid_accuracy`` (the coarse sweep, %), ``clean`` (%).
     """
     cfg = {k: config[k] for k in TRAIN_KNOBS}
     dev = DEVICES[config["device"]]
@@ -354,37 +403,14 @@ def calibrate(config: dict[str, Any]) -> dict[str, Any]:
     clean = 100 * accuracy(model, xc, yc, EVAL_BATCH, config["precision"])
 
     @functools.lru_cache(maxsize=None)
-    def acc(s: float) -> float:
+    def drop_at(s: float) -> float:
         hw = dev.hardware(s, model, xc)
-        return 100 * float(np.mean(accuracy_on_chips(model, hw, xc, yc, chips, EVAL_BATCH,
-                                                     config["precision"])))
+        return clean - 100 * float(np.mean(accuracy_on_chips(
+            model, hw, xc, yc, chips, EVAL_BATCH, config["precision"])))
 
-    lo = dev.lo if dev.lo > 0 else dev.hi * 1e-3
-    grid = np.geomspace(lo, dev.hi, int(config["grid_points"]))
-    drops_grid = np.array([clean - acc(float(s)) for s in grid])
-    severities, achieved = [], []
-    for target in config["drops"]:
-        if dev.lo == 0 and clean - acc(0.0) >= target:
-            severities.append(0.0)  # the device loses more at no noise (an ADC alone)
-            achieved.append(clean - acc(0.0))
-            continue
-        above = np.nonzero(drops_grid >= target)[0]
-        if not len(above):
-            severities.append(math.nan)
-            achieved.append(math.nan)
-            continue
-        k = int(above[0])
-        a, b = (math.log(grid[k - 1]), math.log(grid[k])) if k > 0 else (
-            math.log(lo) - 1.0, math.log(grid[0]))
-        for _ in range(int(config["bisections"])):
-            mid = 0.5 * (a + b)
-            if clean - acc(math.exp(mid)) >= target:
-                b = mid
-            else:
-                a = mid
-        s = math.exp(0.5 * (a + b))
-        severities.append(s)
-        achieved.append(clean - acc(s))
+    severities, achieved, grid, drops_grid = search_levels(
+        drop_at, dev.lo if dev.lo > 0 else dev.hi * 1e-3, dev.hi, config["grid_points"],
+        config["drops"], config["bisections"], from_zero=dev.lo == 0)
     return {"severities": np.array(severities), "achieved": np.array(achieved),
             "grid": grid, "grid_accuracy": clean - drops_grid, "clean": clean}
 
@@ -398,8 +424,9 @@ def calibrate_devices(session: Any, common: Mapping[str, Any], devices: Sequence
     """Calibrate every device (standard networks trained first, in parallel workers).
 
     Returns:
-        ``(table, severities, entries)``: a frame (device, drop, severity, achieved), the
-        severities per device (a list, one per drop), and the stored entries.
+        ``(table, severities, entries)``: a frame (device, drop, severity, achieved, reached:
+        whether the device loses that much within its searched range), the severities per
+        device (a list, one per drop), and the stored entries.
     """
     from ..study.sweep import run_sweep
 
@@ -417,7 +444,8 @@ def calibrate_devices(session: Any, common: Mapping[str, Any], devices: Sequence
         sev[d] = [float(s) for s in e["severities"]]
         for target, s, got in zip(drops, e["severities"], e["achieved"]):
             rows.append({"device": d, "drop": float(target), "severity": float(s),
-                         "achieved": float(got)})
+                         "achieved": float(got),
+                         "reached": bool(math.isfinite(s) and s < DEVICES[d].hi)})
     return pd.DataFrame(rows), sev, entries
 
 
