@@ -1,9 +1,10 @@
 """The arena's benchmark: each method's training step on each device, against a clean step of
 the same network (targets from the arena issue).
 
-* Sampling (a fresh chip per step, which is HA-SGD with L = 1): at most 1.2x a clean step
-  (the arena issue asks 1.3x of sampling, the hardware-interface issue 1.2x of HA-SGD with
-  L = 1 on every family: one method, so the stricter target). Parametric sampling: 1.3x.
+* Sampling (a fresh chip per step, which is HA-SGD with L = 1) and parametric sampling: at
+  most 1.3x, the arena issue's target. (Until 2026-12-05 sampling was held here to 1.2x, the
+  hardware-interface issue's target for HA-SGD with L = 1; that target now has its own rows,
+  on each family at its preset's operating point, in :mod:`bench.bench_hardware`.)
 * Chip-specific training (DDHR, Fixed: one chip for the whole run): at most 1.2x.
 * HA-SGD with L = 4 is shown against four clean steps (its expected cost), target 1.3x.
 * Erasure training (SRAM): at most 1.3x.
@@ -21,19 +22,19 @@ import torch
 
 from hwlib.chapters import arena
 from hwlib.hardware.base import Ideal
-from hwlib.methods.training import Standard, Step
-from hwlib.models.binary import BinaryMLP, clip_latent_weights
+from hwlib.methods.training import Standard
+from hwlib.models.binary import BinaryMLP
 from hwlib.models.mlp import MLP
 from hwlib.study.store import ResultStore, entry_meta
 
-from .common import Ratio, interleaved
+from .common import Ratio, interleaved, training_steps
 
 #: Each device's severity when the book's calibration is not stored (a checkout without
 #: results): near its calibrated middle level. With the calibration stored, the bench reads it.
 SEVERITIES = {"mram": 3.0, "sram": 0.3, "crossbar": 0.23, "crossbar_adc4": 0.18,
               "memristive": 14.4}
 #: Step targets of each method (HA-SGD L = 4 against four clean steps).
-TARGETS = {"ddhr": 1.2, "fixed": 1.2, "sampling": 1.2, "parametric": 1.3, "erasure": 1.3,
+TARGETS = {"ddhr": 1.2, "fixed": 1.2, "sampling": 1.3, "parametric": 1.3, "erasure": 1.3,
            "hasgd4": 1.3}
 BATCH = 1024
 
@@ -70,15 +71,8 @@ def _steps(device: str, method: str, n_steps: int, quick: bool, severity: float)
     made = arena.METHODS[method].make(device, hw, 1)
     if made is None:
         return None
-
-    def make(m, train_hw):
-        model = net()
-        step = Step(model, torch.optim.Adam(model.parameters(), lr=1e-3), train_hw, m,
-                    generator=torch.Generator().manual_seed(1),
-                    after_step=clip_latent_weights if dev.binary else None)
-        return lambda: [step(x, y) for _ in range(n_steps)]
-
-    return make(Standard(), Ideal()), make(*made)
+    return (training_steps(net, Ideal(), Standard(), x, y, n_steps, dev.binary),
+            training_steps(net, made[1], made[0], x, y, n_steps, dev.binary))
 
 
 def run(quick: bool = False) -> list[Ratio]:

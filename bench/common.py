@@ -66,3 +66,17 @@ def interleaved(baseline: Callable[[], object], candidate: Callable[[], object],
         t2 = time.perf_counter()
         b, c = min(b, t1 - t0), min(c, t2 - t1)
     return b, c
+
+
+def training_steps(net: Callable[[], torch.nn.Module], hardware, method, x: torch.Tensor,
+                   y: torch.Tensor, n_steps: int, binary: bool = False) -> Callable[[], object]:
+    """``n_steps`` training steps (Adam) of a fresh ``net()`` through ``method`` on
+    ``hardware``, as one callable (a binarized network's latent weights clipped after each)."""
+    from hwlib.methods.training import Step
+    from hwlib.models.binary import clip_latent_weights
+
+    model = net()
+    step = Step(model, torch.optim.Adam(model.parameters(), lr=1e-3), hardware, method,
+                generator=torch.Generator().manual_seed(1),
+                after_step=clip_latent_weights if binary else None)
+    return lambda: [step(x, y) for _ in range(n_steps)]
