@@ -132,17 +132,23 @@ def test_fault_rates_are_binomial(p, signed):
     assert (fmap.index[1:] > fmap.index[:-1]).all() and int(fmap.index[-1]) < n
 
 
-@pytest.mark.parametrize("p", [0.01, 0.3, 0.9])
+@pytest.mark.parametrize("p", [0.001, 0.02, 0.3, 0.9])
 @pytest.mark.parametrize("signed", [True, False])
 def test_fresh_dense_maps_are_binomial(p, signed):
-    """A fresh map drawn pattern by pattern (the alias method, above DENSE_FROM): every bit
-    cell faulty at rate p, independently (per-bit rates, pairwise joint rates, the number
-    of faulty cells per value against Binomial(bits, p))."""
-    n = 200_000
+    """A fresh map drawn pattern by pattern (the alias method: small memories, or from
+    DENSE_DRAW_FROM faulty cells per value): every bit cell faulty at rate p, independently
+    (per-bit rates, pairwise joint rates, the number of faulty cells per value against
+    Binomial(bits, p)). Small memories are drawn many times over and pooled."""
     bits = 8 if signed else 7
     gen = torch.Generator().manual_seed(5)
-    fmap = mf.FaultMap.sample(n, p, signed=signed, generator=gen)
-    assert fmap._index is None  # drawn dense
+    small = bits * p < mf.DENSE_DRAW_FROM
+    n = 200_000 if not small else mf.SMALL_MAP
+    maps = [mf.FaultMap.sample(n, p, signed=signed, generator=gen)
+            for _ in range(1 if not small else 2_000_000 // n)]
+    assert all(m._index is None for m in maps)  # drawn dense
+    fmap = mf.FaultMap(n * len(maps), model="bm", signed=signed,
+                       dense=torch.cat([m.dense for m in maps]))
+    n = fmap.numel
     f = fmap.dense.long()
     cells = [(f >> k) & 1 for k in range(8)]
     for k in range(bits):
@@ -154,8 +160,9 @@ def test_fresh_dense_maps_are_binomial(p, signed):
     counts = np.bincount(sum(cells).numpy(), minlength=bits + 1)
     for c in range(bits + 1):
         assert _within(int(counts[c]), n, math.comb(bits, c) * p ** c * (1 - p) ** (bits - c)), c
-    again = mf.FaultMap.sample(n, p, signed=signed, generator=torch.Generator().manual_seed(5))
-    assert torch.equal(again.dense, fmap.dense)
+    again = mf.FaultMap.sample(len(maps[0].dense), p, signed=signed,
+                               generator=torch.Generator().manual_seed(5))
+    assert torch.equal(again.dense, maps[0].dense)
 
 
 @pytest.mark.parametrize("p", [0.008, 0.05, 0.3, 0.7])
@@ -171,7 +178,7 @@ def test_alias_table_gives_the_pattern_probabilities(p, bits):
     assert np.abs(implied - exact).max() < 2.0 ** -24
 
 
-@pytest.mark.parametrize("p", [0.02, 0.3])
+@pytest.mark.parametrize("p", [0.001, 0.02, 0.3])
 @pytest.mark.parametrize("signed", [True, False])
 @pytest.mark.parametrize("scale", [None, 0.004])
 def test_compiled_masking_matches_the_indexed_path(p, signed, scale, monkeypatch):
@@ -184,14 +191,14 @@ def test_compiled_masking_matches_the_indexed_path(p, signed, scale, monkeypatch
     x = x if signed else x.relu()
     weights = torch.arange(n, dtype=torch.float32)
 
-    def run(dense_from):
-        monkeypatch.setattr(mf, "DENSE_FROM", dense_from)
+    def run(compiled):
+        monkeypatch.setattr(mf.FaultMap, "_compiled", lambda self, x, training=False: compiled)
         xg = x.clone().requires_grad_()
         out = fmap.apply_per_sample(xg, scale)
         (out * weights).sum().backward()
         return out.detach(), xg.grad, fmap.apply_per_sample(x.clone(), scale), fmap.apply(x[0])
 
-    compiled, indexed = run(0.0), run(2.0)
+    compiled, indexed = run(True), run(False)
     for a, b in zip(compiled, indexed):
         assert torch.equal(a.view(torch.int32), b.view(torch.int32))
 

@@ -392,11 +392,16 @@ def nested_faulty_cells(n_cells: int, p: float, seed: int) -> torch.Tensor:
 
 
 #: Dense maps: a map is applied by the compiled one-pass kernel (CPU, float32, bit masking)
-#: when at least this fraction of its values are faulty (below it, indexing the faulty values
-#: is cheaper; both give the same bits), and a fresh map is drawn pattern by pattern (the alias
-#: method) when at least this fraction is expected faulty (below it, only the faulty cells are
-#: drawn, by geometric gaps).
-DENSE_FROM = 1 / 16
+#: in training, when it is held dense, or when at least this fraction of its values are faulty
+#: (below it, indexing the faulty values is cheaper than writing the dense map; both give the
+#: same bits).
+DENSE_FROM = 1 / 8
+#: A fresh map is drawn pattern by pattern (the alias method) when its values expect at least
+#: this many faulty cells each (``bits p``; measured: from about here one uniform per value
+#: costs less than geometric gaps between faulty cells), or when it has at most
+#: :data:`SMALL_MAP` values (where the fixed cost of the gaps' steps dominates).
+DENSE_DRAW_FROM = 1 / 8
+SMALL_MAP = 4096
 
 
 class FaultMap:
@@ -460,9 +465,9 @@ class FaultMap:
             signed: BM only: whether the sign bit can fault (False for non-negative values,
                 such as ReLU outputs: only the 7 other bits have faulty cells).
             generator: draw an independent map from this generator (a CPU one): by
-                geometric gaps between faulty cells, or, for BM maps where at least
-                :data:`DENSE_FROM` of the values are expected faulty, every value's pattern
-                at once (:func:`~hwlib.hardware.sram_kernels.alias_patterns`).
+                geometric gaps between faulty cells, or, for BM maps of small memories or
+                with at least :data:`DENSE_DRAW_FROM` faulty cells expected per value, every
+                value's pattern at once (:func:`~hwlib.hardware.sram_kernels.alias_patterns`).
             seed: without a generator, the memory's seed: maps of one seed are *nested* in
                 the rate (:func:`nested_faulty_cells`), as one chip's faulty cells are when
                 its supply voltage drops (default seed 0).
@@ -486,7 +491,7 @@ class FaultMap:
                        True)
         bits = BITS if signed else BITS - 1
         if (generator is not None and generator.device.type == "cpu" and 0 < rate < 1
-                and 1 - (1 - rate) ** bits >= DENSE_FROM):
+                and (bits * rate >= DENSE_DRAW_FROM or numel <= SMALL_MAP)):
             words = torch.empty((numel + 1) // 2, dtype=torch.int64).random_(
                 generator=generator)
             dense = torch.empty(numel, dtype=torch.uint8)
@@ -522,11 +527,12 @@ class FaultMap:
         return FaultMap(self.numel, move(self._index), move(self._faults), self.model,
                         self.signed, move(self._dense))
 
-    def _compiled(self, x: torch.Tensor) -> bool:
-        """Whether applying the map to ``x`` takes the compiled kernel (CPU float32 BM, a
-        dense map or one with at least :data:`DENSE_FROM` of its values faulty)."""
+    def _compiled(self, x: torch.Tensor, training: bool = False) -> bool:
+        """Whether applying the map to ``x`` takes the compiled kernel (CPU float32 BM: in
+        training, for a map held dense, or for one with at least :data:`DENSE_FROM` of its
+        values faulty)."""
         return (self.model == "bm" and x.device.type == "cpu" and x.dtype == torch.float32
-                and self.numel > 0 and (self._index is None
+                and self.numel > 0 and (training or self._index is None
                                         or len(self._index) >= DENSE_FROM * self.numel))
 
     def _kernel(self, x: torch.Tensor, scales: torch.Tensor, clamp: float | None,
@@ -595,10 +601,11 @@ class FaultMap:
         if x.numel() != b * self.numel:
             raise ParameterError(f"samples of {x.numel() // max(b, 1)} values; the map covers "
                                  f"{self.numel}")
+        training = torch.is_grad_enabled() and x.requires_grad
         if not len(self.index) and scale is None:
             return x
-        if self._compiled(x):
-            if torch.is_grad_enabled() and x.requires_grad:
+        if self._compiled(x, training):
+            if training:
                 return _MaskedSamples.apply(x, self, scale)
             out = torch.empty_like(x, memory_format=torch.contiguous_format)
             self._per_sample(x.contiguous(), scale, out, None)  # never in place: the kernel
