@@ -49,7 +49,8 @@ def test_arena_bench_reads_the_stored_calibration(tmp_path):
     def stored(device, severities):
         return store.save(calibrate, {"device": device, "seed": 0},
                           {"severities": np.array(severities), "achieved": np.zeros(3),
-                           "grid": np.ones(2), "grid_accuracy": np.ones(2)}, 1.0)
+                           "grid": np.ones(2), "grid_accuracy": np.ones(2), "clean": 87.0},
+                          1.0)
 
     stored("sram", [0.1, 0.25, 0.4])
     stored("memristive", [5.0, 14.0, np.nan])  # no 30-point level: its middle is still read
