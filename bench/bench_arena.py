@@ -47,11 +47,12 @@ def middle_severities(store: ResultStore | None = None) -> dict[str, float]:
     out = dict(SEVERITIES)
     for path in sorted(store.folder(arena.calibrate.name).glob("*")):
         meta = entry_meta(path)
-        entry = None if meta is None else store.load(arena.calibrate, meta["config"])
-        if entry is not None and entry.provenance["config"]["device"] in out:
+        device = None if meta is None else meta["config"].get("device")
+        entry = store.load(arena.calibrate, meta["config"]) if device in out else None
+        if entry is not None:
             middle = float(entry["severities"][1])
             if np.isfinite(middle):
-                out[entry.provenance["config"]["device"]] = middle
+                out[device] = middle
     return out
 
 

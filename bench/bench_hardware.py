@@ -104,9 +104,8 @@ def hasgd_steps(quick: bool = False) -> list[Ratio]:
 
         clean = training_steps(net, Ideal(), Standard(), x, y, n_steps, binary)
         baseline, label = clean, "clean step"
-        if method.batch_norm == "clean" and _has_batch_norm(net()):
-            reference = net()
-
+        reference = net()
+        if method.batch_norm == "clean" and _has_batch_norm(reference):
             def baseline(clean=clean, reference=reference):
                 clean()
                 with torch.no_grad():

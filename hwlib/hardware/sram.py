@@ -14,9 +14,11 @@ The pieces, in the paper's terms (Sec. III):
 * :class:`FaultMap`: the faulty cells of one memory (a tensor, or one inference's activation
   tensor): BM faults (every bit cell faulty with probability ``p``) or erasures (every value
   zeroed with probability ``p_e``). Faulty cells are drawn directly, by geometric gaps between
-  them, never one uniform per cell; a fresh map where most values are faulty is drawn one
-  pattern per value (the alias method), and applied in one compiled pass
-  (:mod:`hwlib.hardware.sram_kernels`, the same bits as the indexed path).
+  them, never one uniform per cell; a fresh map of a small memory, or one whose values expect
+  at least :data:`DENSE_DRAW_FROM` faulty cells each, is drawn one pattern per value (the
+  alias method). Maps are applied by indexing their faulty values, or, in training and where
+  many values are faulty, in one compiled pass (:mod:`hwlib.hardware.sram_kernels`; the same
+  bits either way).
 * :class:`FaultConfig` and :class:`FaultyChip`: one hardware instance, a chip at one operating
   point, with faults on weights, activations or both, at a rate per block of the network.
   Its fault map is fixed for every input and reproducible from its seed.
