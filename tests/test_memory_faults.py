@@ -132,17 +132,18 @@ def test_fault_rates_are_binomial(p, signed):
     assert (fmap.index[1:] > fmap.index[:-1]).all() and int(fmap.index[-1]) < n
 
 
-@pytest.mark.parametrize("p", [0.001, 0.02, 0.3, 0.9])
+@pytest.mark.parametrize("p", [0.001, 0.004, 0.011, 0.02, 0.3, 0.9])
 @pytest.mark.parametrize("signed", [True, False])
 def test_fresh_dense_maps_are_binomial(p, signed):
-    """A fresh map drawn pattern by pattern (the alias method: small memories, or from
-    DENSE_DRAW_FROM faulty cells per value): every bit cell faulty at rate p, independently
-    (per-bit rates, pairwise joint rates, the number of faulty cells per value against
-    Binomial(bits, p)). Small memories are drawn many times over and pooled."""
+    """A fresh map held dense: drawn pattern by pattern (the alias method: small memories, or
+    from DENSE_DRAW_FROM faulty cells per value), or by geometric gaps marked into the dense
+    map (from DENSE_GAPS_FROM faulty values; p = 0.004 and 0.011): every bit cell faulty at
+    rate p, independently (per-bit rates, pairwise joint rates, the number of faulty cells per
+    value against Binomial(bits, p)). Small memories are drawn many times over and pooled."""
     bits = 8 if signed else 7
     gen = torch.Generator().manual_seed(5)
-    small = bits * p < mf.DENSE_DRAW_FROM
-    n = 200_000 if not small else mf.SMALL_MAP
+    small = 1 - (1 - p) ** bits < mf.DENSE_GAPS_FROM
+    n = 400_000 if not small else mf.SMALL_MAP
     maps = [mf.FaultMap.sample(n, p, signed=signed, generator=gen)
             for _ in range(1 if not small else 2_000_000 // n)]
     assert all(m._index is None for m in maps)  # drawn dense
@@ -163,6 +164,63 @@ def test_fresh_dense_maps_are_binomial(p, signed):
     again = mf.FaultMap.sample(len(maps[0].dense), p, signed=signed,
                                generator=torch.Generator().manual_seed(5))
     assert torch.equal(again.dense, maps[0].dense)
+
+
+@pytest.mark.parametrize("n,p", [(5000, 0.002), (200_000, 0.01), (200_000, 0.015),
+                                 (30_000, 0.004)])
+@pytest.mark.parametrize("signed", [True, False])
+def test_fresh_maps_marked_dense_are_the_geometric_maps(n, p, signed, monkeypatch):
+    """Marking a fresh map's geometric gaps straight into a dense map (from DENSE_GAPS_FROM
+    faulty values) gives the sparse draw's map, cell for cell, from the same random numbers
+    (the generators end in the same state)."""
+    def draw(dense_from):
+        monkeypatch.setattr(mf, "DENSE_GAPS_FROM", dense_from)
+        monkeypatch.setattr(mf, "SMALL_MAP", 0)  # no alias draw for the small memory
+        gen = torch.Generator().manual_seed(9)
+        fmap = mf.FaultMap.sample(n, p, signed=signed, generator=gen)
+        return fmap, torch.rand(4, generator=gen)
+
+    (dense, after_d), (sparse, after_s) = draw(0.0), draw(2.0)
+    assert dense._index is None and sparse._dense is None
+    assert torch.equal(dense.dense, sparse.dense) and torch.equal(after_d, after_s)
+    assert torch.equal(dense.index, sparse.index) and torch.equal(dense.faults, sparse.faults)
+
+
+def test_marking_gaps_continues_across_chunks():
+    """The kernel that marks gaps stops at the memory's end, or returns where a chunk left off
+    so the next chunk goes on from there: two chunks mark what one does."""
+    from hwlib.hardware import sram_kernels
+    gen = torch.Generator().manual_seed(2)
+    gaps = torch.rand(3000, generator=gen).mul_(20).floor_()
+    n_cells, bits = int(gaps.add(1).sum()) - 500, 7
+    whole = np.zeros(-(-n_cells // bits), np.uint8)
+    assert sram_kernels.mark_cells(gaps.numpy(), -1, n_cells, bits, whole) >= n_cells
+    parts = np.zeros_like(whole)
+    last = sram_kernels.mark_cells(gaps[:1000].numpy(), -1, n_cells, bits, parts)
+    assert last == int(gaps[:1000].add(1).sum()) - 1 < n_cells
+    assert sram_kernels.mark_cells(gaps[1000:].numpy(), last, n_cells, bits, parts) >= n_cells
+    assert np.array_equal(parts, whole)
+    cells = torch.cumsum(gaps.add(1).long(), 0) - 1
+    cells = cells[cells < n_cells]
+    expect = np.zeros_like(whole)
+    np.bitwise_or.at(expect, (cells // bits).numpy(), (1 << (cells % bits)).numpy().astype(np.uint8))
+    assert np.array_equal(whole, expect)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_applying_into_a_tensor_gives_the_copy(compiled, monkeypatch):
+    """``apply(x, out=t)`` writes into t the copy that ``apply(x)`` returns (the kernel and the
+    indexed path; a non-contiguous target too), and leaves x alone."""
+    monkeypatch.setattr(mf.FaultMap, "_compiled", lambda self, x, training=False: compiled)
+    fmap = mf.FaultMap.sample(6 * 50, 0.05, seed=1)
+    x = torch.randn(6, 50, generator=torch.Generator().manual_seed(0))
+    before = x.clone()
+    expect = fmap.apply(x)
+    assert not torch.equal(expect, x)
+    for target in (torch.empty(6, 50), torch.empty(50, 6).t()):
+        got = fmap.apply(x, out=target)
+        assert got is target and torch.equal(target, expect)
+    assert torch.equal(x, before)
 
 
 @pytest.mark.parametrize("p", [0.008, 0.05, 0.3, 0.7])

@@ -16,18 +16,21 @@ The pieces, in the paper's terms (Sec. III):
   zeroed with probability ``p_e``). Faulty cells are drawn directly, by geometric gaps between
   them, never one uniform per cell; a fresh map of a small memory, or one whose values expect
   at least :data:`DENSE_DRAW_FROM` faulty cells each, is drawn one pattern per value (the
-  alias method). Maps are applied by indexing their faulty values, or, in training and where
-  many values are faulty, in one compiled pass (:mod:`hwlib.hardware.sram_kernels`; the same
-  bits either way).
+  alias method), and a fresh map with at least :data:`DENSE_GAPS_FROM` of its values faulty
+  has its gaps marked straight into a dense map. Maps are applied by indexing their faulty
+  values, or, in training and where many values are faulty, in one compiled pass
+  (:mod:`hwlib.hardware.sram_kernels`; the same bits either way).
 * :class:`FaultConfig` and :class:`FaultyChip`: one hardware instance, a chip at one operating
   point, with faults on weights, activations or both, at a rate per block of the network.
   Its fault map is fixed for every input and reproducible from its seed.
-* :class:`ErasureRegularizer`: erasures in the forward pass of training (Sec. V), a piece
-  that composes with any model.
+* :class:`ErasureChip`: erasures drawn anew at every forward pass of training (the erasure
+  regularizer of Sec. V), the fresh chip of the erasure model, so it composes with any model
+  and any training method.
+* :class:`SRAMFaults`: the hardware model (a distribution over chips at one operating point).
 
 Stored activations are the outputs of ``nn.ReLU`` modules (sign bit never faulty, the values
 being non-negative) and of modules marked ``signed = True`` (such as
-:class:`hwlib.cifar_models.Excitation`).
+:class:`hwlib.models.resnets.Excitation`).
 """
 
 from __future__ import annotations
@@ -224,8 +227,11 @@ def quantization_scale(x: torch.Tensor, per_sample: bool = False,
         m = flat.amax(dim=1) if nonnegative else torch.maximum(flat.amax(dim=1),
                                                                flat.amin(dim=1).neg())
         m = m.unsqueeze(1)
-    else:
-        m = x.amax() if nonnegative else torch.maximum(x.amax(), x.amin().neg())
+    elif nonnegative:
+        m = x.amax()
+    else:  # one pass for both extremes (per sample, two reductions are faster)
+        lo, hi = torch.aminmax(x)
+        m = torch.maximum(hi, lo.neg())
     return torch.where(m > 0, m / QMAX, torch.ones_like(m))
 
 
@@ -322,23 +328,50 @@ def faulty_cells(n_cells: int, p: float, generator: torch.Generator) -> torch.Te
     check_probability("p", p)
     if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 0:
         raise ParameterError(f"n_cells={n_cells!r}: must be an int >= 0")
-    return _draw_cells(int(n_cells), float(p), generator)
+    return _draw_cells(int(n_cells), float(p), generator, fresh=True)
 
 
-def _draw_cells(n_cells: int, p: float, generator: torch.Generator) -> torch.Tensor:
-    """:func:`faulty_cells` without the input checks."""
+def _gaps(n_cells: int, p: float, last: int, generator: torch.Generator, fresh: bool
+          ) -> torch.Tensor:
+    """The next chunk of floored geometric gaps after cell ``last`` (float32; enough to reach
+    ``n_cells`` with high probability, never more than ``n_cells`` each).
+
+    ``ln(1 - U)`` is torch's float32 ``log1p`` for the nested maps of seeded chips (the book's
+    stored chips were drawn with it) and numpy's for ``fresh`` maps (some 3x faster in all on
+    this project's CPUs; the two differ by at most one unit in the last place)."""
+    remaining = (n_cells - 1 - last) * p
+    m = int(remaining + 6 * math.sqrt(remaining) + 64)
+    u = torch.rand(m, generator=generator).neg_()  # float32: a CDF error below 1e-7
+    if fresh:
+        np.log1p(u.numpy(), out=u.numpy())
+    else:
+        u.log1p_()
+    return u.mul_(1.0 / math.log1p(-p)).floor_().clamp_(max=n_cells)
+
+
+def _mark_cells(n_values: int, p: float, bits: int, generator: torch.Generator
+                ) -> torch.Tensor:
+    """The dense map of :func:`faulty_cells` over ``n_values * bits`` cells at ``0 < p < 1``
+    (cell c: bit ``c mod bits`` of value ``c // bits``): the same gaps, from the same random
+    numbers, marked straight into every value's bits."""
+    n_cells, last = n_values * bits, -1
+    dense = torch.zeros(n_values, dtype=torch.uint8)
+    while last < n_cells:
+        last = int(kernels.mark_cells(_gaps(n_cells, p, last, generator, True).numpy(), last,
+                                      n_cells, bits, dense.numpy()))
+    return dense
+
+
+def _draw_cells(n_cells: int, p: float, generator: torch.Generator, fresh: bool
+                ) -> torch.Tensor:
+    """:func:`faulty_cells` without the input checks (``fresh``: see :func:`_gaps`)."""
     if p <= 0 or n_cells <= 0:
         return torch.zeros(0, dtype=torch.int64)
     if p >= 1:
         return torch.arange(n_cells, dtype=torch.int64)
-    log_q = math.log1p(-p)
     parts, last = [], -1
     while True:
-        remaining = (n_cells - 1 - last) * p
-        m = int(remaining + 6 * math.sqrt(remaining) + 64)
-        u = torch.rand(m, generator=generator)  # float32: a CDF error below 1e-7
-        gaps = u.neg_().log1p_().mul_(1.0 / log_q).floor_().clamp_(max=n_cells)
-        gaps = gaps.to(torch.int64).add_(1)
+        gaps = _gaps(n_cells, p, last, generator, fresh).to(torch.int64).add_(1)
         pos = torch.cumsum(gaps, 0).add_(last)
         if int(pos[-1]) >= n_cells:
             parts.append(pos[:int(torch.searchsorted(pos, n_cells))])
@@ -385,7 +418,7 @@ def nested_faulty_cells(n_cells: int, p: float, seed: int) -> torch.Tensor:
     for level in range(base, top - 1, -1):
         ceiling = 2.0 ** -level
         below = 2.0 ** -(level + 1) if level < base else 0.0
-        marked = _draw_cells(n_cells, (ceiling - below) / (1.0 - below), gen)
+        marked = _draw_cells(n_cells, (ceiling - below) / (1.0 - below), gen, False)
         u = torch.rand(len(marked), generator=gen, dtype=torch.float64)
         if level == top:
             marked = marked[u.mul_(ceiling - below).add_(below) < p]
@@ -404,6 +437,11 @@ DENSE_FROM = 1 / 8
 #: :data:`SMALL_MAP` values (where the fixed cost of the gaps' steps dominates).
 DENSE_DRAW_FROM = 1 / 8
 SMALL_MAP = 4096
+#: Below that, a fresh map's geometric gaps are marked straight into a dense map when at least
+#: this fraction of its values expect a faulty cell, ``1 - (1 - p)^bits`` (measured: from
+#: here, drawing dense and applying by the kernel costs less than the sparse map's indexing,
+#: for memories of 6.5e4 to 1e7 values).
+DENSE_GAPS_FROM = 1 / 64
 
 
 class FaultMap:
@@ -492,14 +530,17 @@ class FaultMap:
             return cls(numel, idx, torch.full((len(idx),), 0x80, dtype=torch.uint8), model,
                        True)
         bits = BITS if signed else BITS - 1
-        if (generator is not None and generator.device.type == "cpu" and 0 < rate < 1
-                and (bits * rate >= DENSE_DRAW_FROM or numel <= SMALL_MAP)):
+        fresh = generator is not None and generator.device.type == "cpu" and 0 < rate < 1
+        if fresh and (bits * rate >= DENSE_DRAW_FROM or numel <= SMALL_MAP):
             words = torch.empty((numel + 1) // 2, dtype=torch.int64).random_(
                 generator=generator)
             dense = torch.empty(numel, dtype=torch.uint8)
             threshold, alias = kernels.alias_table(rate, bits)
             kernels.alias_patterns(words.numpy(), threshold, alias, bits, dense.numpy())
             return cls(numel, model=model, signed=signed, dense=dense)
+        if fresh and 1.0 - (1.0 - rate) ** bits >= DENSE_GAPS_FROM:
+            return cls(numel, model=model, signed=signed,
+                       dense=_mark_cells(numel, rate, bits, generator))
         cells = cells_of(numel * bits)
         if bits == BITS:
             value, bit = cells >> 3, cells & 7
@@ -561,26 +602,36 @@ class FaultMap:
             s = torch.full((x.shape[0],), float(scale), dtype=torch.float32)
         self._kernel(x, s, None if scale is None else QMAX * float(scale), out, keep)
 
-    def apply(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
-        """The faulty copy of a tensor of ``numel`` values (per-tensor scale rule)."""
+    def apply(self, x: torch.Tensor, scale: torch.Tensor | None = None,
+              out: torch.Tensor | None = None) -> torch.Tensor:
+        """The faulty copy of a tensor of ``numel`` values (per-tensor scale rule).
+
+        Args:
+            x: the values.
+            scale: the quantization step (default: the rule's, ``max|x| / 127``).
+            out: write the copy into this tensor of ``x``'s shape and dtype, not ``x`` itself
+                (a chip writes its faulty weights straight into the parameters).
+        """
         if x.numel() != self.numel:
             raise ParameterError(f"tensor of {x.numel()} values; the map covers {self.numel}")
-        if self._compiled(x):  # into a new tensor: the kernel vectorizes over distinct arrays
-            return self._apply_compiled(x, scale, torch.empty(x.shape, dtype=x.dtype))
-        out = x.detach().clone().reshape(-1)
-        if len(self.index):
-            if self.model == "erasure":
-                out.index_fill_(0, self.index, 0)
-            else:
-                s = quantization_scale(x.detach()) if scale is None else scale
-                out.index_copy_(0, self.index, self._masked(out.index_select(0, self.index), s))
-        return out.reshape(x.shape)
-
-    def _apply_compiled(self, x: torch.Tensor, scale: torch.Tensor | None, out: torch.Tensor
-                        ) -> torch.Tensor:
-        s = quantization_scale(x.detach()) if scale is None else scale
-        self._kernel(x.detach().contiguous(), s.to(torch.float32), None, out, None)
-        return out
+        x = x.detach()
+        into = out if out is not None and out.is_contiguous() else None
+        if self._compiled(x):  # into another tensor: the kernel vectorizes over distinct arrays
+            s = quantization_scale(x) if scale is None else scale
+            res = torch.empty(x.shape, dtype=x.dtype) if into is None else into
+            self._kernel(x.contiguous(), s.to(torch.float32), None, res, None)
+        else:
+            res = x.clone(memory_format=torch.contiguous_format) if into is None \
+                else into.copy_(x)
+            if len(self.index):
+                flat = res.view(-1)
+                if self.model == "erasure":
+                    flat.index_fill_(0, self.index, 0)
+                else:
+                    s = quantization_scale(x) if scale is None else scale
+                    flat.index_copy_(0, self.index,
+                                     self._masked(flat.index_select(0, self.index), s))
+        return res if out is None or res is out else out.copy_(res)
 
     def _masked(self, v: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         if self.signed:
@@ -852,8 +903,9 @@ class FaultyChip(Chip):
                     rate = self.config.rate_of(block_of(name, model), "weights")
                     if rate > 0:
                         fmap = self.weight_map(k, p.numel(), rate).to(p.device)
-                        saved.append((p, p.detach().clone()))
-                        p.copy_(fmap.apply(p))
+                        original = p.detach().clone()
+                        saved.append((p, original))
+                        fmap.apply(original, out=p.data)
                         if self.config.model == "erasure" and p.requires_grad and len(
                                 fmap.index):
                             keep = torch.ones(p.numel(), dtype=p.dtype, device=p.device)

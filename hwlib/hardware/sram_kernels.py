@@ -84,6 +84,27 @@ def pass_gradient(g, keep, out):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def mark_cells(gaps, last, n_cells, bits, out):  # pragma: no cover
+    """Walk geometric gaps from cell ``last`` and mark the cells they reach in ``out``.
+
+    Cell ``c`` is bit ``c mod bits`` of value ``c // bits``, ``bits`` 8 or 7 (the layout of
+    :meth:`~hwlib.hardware.sram.FaultMap.sample`); each gap ``g`` (float32, already floored)
+    moves ``g + 1`` cells on. Stops at the first cell at or past ``n_cells``.
+
+    Returns:
+        The last cell reached (``>= n_cells``: the map is complete).
+    """
+    pos = np.int64(last)
+    for i in range(gaps.size):
+        pos += np.int64(gaps[i]) + 1
+        if pos >= n_cells:
+            return pos
+        value = pos >> 3 if bits == 8 else pos // 7  # constant divisors: no division
+        out[value] |= np.uint8(1 << (pos - value * bits))
+    return pos
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def alias_patterns(words, threshold, alias, bits, out):  # pragma: no cover
     """Fill ``out`` (uint8) with fault patterns: value ``i`` reads 31 bits of ``words[i // 2]``
     (the low or the high half), its top ``bits`` bits pick a column c of the table, the rest
