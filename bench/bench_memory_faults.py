@@ -77,7 +77,9 @@ def _injection_rows(n: int, repeats: int) -> list[Ratio]:
     code = ("import json; from bench.bench_memory_faults import injection_times; "
             f"print(json.dumps(injection_times({n}, {repeats})))")
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the injection benchmark's process failed:\n{done.stderr[-2000:]}")
     b, c, bi, ci = json.loads(done.stdout.strip().splitlines()[-1])
     return [Ratio("memory_faults", f"BM injection p=0.01, {n:.0e} values", "x * 2, same tensor",
                   b, c, target=3.0),

@@ -218,9 +218,26 @@ def test_applying_into_a_tensor_gives_the_copy(compiled, monkeypatch):
     expect = fmap.apply(x)
     assert not torch.equal(expect, x)
     for target in (torch.empty(6, 50), torch.empty(50, 6).t()):
+        version = target._version
         got = fmap.apply(x, out=target)
         assert got is target and torch.equal(target, expect)
+        assert target._version > version  # an in-place write, as autograd sees it
     assert torch.equal(x, before)
+    with pytest.raises(ParameterError, match="out: a torch.float64 tensor"):
+        fmap.apply(x, out=torch.empty(6, 50, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("p", [0.002, 0.3])
+def test_a_graph_built_before_attaching_refuses_the_faulty_weights(p):
+    """Attaching a chip writes the parameters in place, as autograd sees it: a graph that saved
+    the clean weights cannot back-propagate inside the block (it would mix the two)."""
+    layer = torch.nn.Linear(300, 40)
+    x = torch.randn(8, 300, requires_grad=True)
+    loss = layer(x).sum()
+    chip = mf.FaultyChip(mf.FaultConfig("bm", p, "weights"), seed=0)
+    with chip.attached(layer):
+        with pytest.raises(RuntimeError, match="inplace"):
+            loss.backward()
 
 
 @pytest.mark.parametrize("p", [0.008, 0.05, 0.3, 0.7])

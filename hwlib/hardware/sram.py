@@ -611,17 +611,26 @@ class FaultMap:
         Args:
             x: the values.
             scale: the quantization step (default: the rule's, ``max|x| / 127``).
-            out: write the copy into this tensor of ``x``'s shape and dtype, not ``x`` itself
-                (a chip writes its faulty weights straight into the parameters).
+            out: write the copy into this tensor of ``x``'s shape, dtype and device, not ``x``
+                itself (a chip writes its faulty weights straight into the parameters). Its
+                version counter moves as for any in-place write, so a graph that saved its
+                old values refuses to back-propagate through them.
         """
         if x.numel() != self.numel:
             raise ParameterError(f"tensor of {x.numel()} values; the map covers {self.numel}")
+        if out is not None and (out.shape != x.shape or out.dtype != x.dtype
+                                or out.device != x.device):
+            raise ParameterError(f"out: a {out.dtype} tensor of shape {tuple(out.shape)} on "
+                                 f"{out.device}; must match x ({x.dtype}, {tuple(x.shape)}, "
+                                 f"{x.device})")
         x = x.detach()
         into = out if out is not None and out.is_contiguous() else None
         if self._compiled(x):  # into another tensor: the kernel vectorizes over distinct arrays
             s = quantization_scale(x) if scale is None else scale
             res = torch.empty(x.shape, dtype=x.dtype) if into is None else into
             self._kernel(x.contiguous(), s.to(torch.float32), None, res, None)
+            if into is not None:  # written through numpy, unseen by autograd
+                torch.autograd.graph.increment_version(into)
         else:
             res = x.clone(memory_format=torch.contiguous_format) if into is None \
                 else into.copy_(x)
@@ -907,7 +916,7 @@ class FaultyChip(Chip):
                         fmap = self.weight_map(k, p.numel(), rate).to(p.device)
                         original = p.detach().clone()
                         saved.append((p, original))
-                        fmap.apply(original, out=p.data)
+                        fmap.apply(original, out=p.detach())  # shares p's version
                         if self.config.model == "erasure" and p.requires_grad and len(
                                 fmap.index):
                             keep = torch.ones(p.numel(), dtype=p.dtype, device=p.device)
